@@ -154,6 +154,19 @@ class DataWarning(KpiTreeWarning):
     """The data problem a :class:`DataError` would describe, under ``errors="warn"``."""
 
 
+def warn(message: str, category: type[Warning] = KpiTreeWarning) -> None:
+    """Emit a warning attributed to the first caller outside kpitree."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
+
+
 def _closest(name: str, known: Sequence[str]) -> str | None:
     import difflib
 

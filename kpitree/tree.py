@@ -1,0 +1,453 @@
+"""The declared model: nodes, their formulas and metadata, and the DAG they form.
+
+A :class:`Tree` is an immutable value. Every name used in a formula and not defined
+by one is a *lever* (an input). Methods that change a tree return a new tree.
+
+>>> tree = Tree.from_formulas('''
+...     leads = request_page_visits * request_rate
+...     request_page_visits = sns + search + ads
+... ''', owners={"leads": "Marketing"}, bounds={"request_rate": (0, 1)})
+>>> tree.levers
+('request_rate', 'sns', 'search', 'ads')
+>>> tree.children("leads")
+('request_page_visits', 'request_rate')
+>>> tree.expand("leads")
+request_rate*(ads + search + sns)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import sympy
+
+from .errors import CycleError, FormulaError, SpecError, UnknownNodeError
+from .formula import FUNCTIONS, Formula, parse_formula
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .compile import CompiledTree
+
+__all__ = ["Node", "Tree"]
+
+Bounds = tuple[float, float]
+_METADATA = ("owner", "unit", "bounds", "stage", "description", "baseline")
+_ASSIGNMENT = re.compile(r"^\s*(?P<name>[^\W\d]\w*)\s*=(?P<formula>.*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One node of a tree: a formula (``None`` for a lever) and its metadata.
+
+    ``bounds`` is ``(low, high)`` with ``-inf``/``inf`` for an open side;
+    ``baseline`` is today's actual value of a lever, used when an analysis is not
+    given the lever's value.
+    """
+
+    name: str
+    formula: Formula | None = None
+    owner: str | None = None
+    unit: str | None = None
+    bounds: Bounds | None = None
+    stage: str | None = None
+    description: str | None = None
+    baseline: float | None = None
+
+    @property
+    def is_lever(self) -> bool:
+        """True for an input: a node no formula defines."""
+        return self.formula is None
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        for key in ("owner", "unit", "stage", "description"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                message = f"{key} of {self.name!r} must be text, not {type(value).__name__}"
+                raise SpecError(message, node=self.name)
+        if self.bounds is not None:
+            object.__setattr__(self, "bounds", _as_bounds(self.bounds, self.name))
+        if self.baseline is not None:
+            object.__setattr__(self, "baseline", _as_baseline(self))
+
+
+class Tree:
+    """A validated, immutable KPI tree.
+
+    Build one with :meth:`Tree.from_formulas` or :func:`kpitree.load`; the
+    constructor takes :class:`Node` objects. Construction validates the tree: names,
+    metadata, and that the formulas form a DAG.
+    """
+
+    def __init__(self, nodes: Iterable[Node], *, name: str | None = None) -> None:
+        declared: dict[str, Node] = {}
+        for node in nodes:
+            if node.name in declared:
+                raise SpecError(f"node {node.name!r} is declared twice", node=node.name)
+            declared[node.name] = node
+        for node in list(declared.values()):
+            for used in node.formula.names if node.formula else ():
+                if used == node.name:
+                    raise _self_reference(node)
+                declared.setdefault(used, Node(used))
+        self._nodes: dict[str, Node] = declared
+        self._name = name
+        self._graph = _build_graph(declared)
+        self._order = _topological_order(self._graph)
+        self._cache: dict[Any, Any] = {}
+
+    # --- construction -------------------------------------------------------------
+
+    @classmethod
+    def from_formulas(
+        cls,
+        spec: str | Mapping[str, str],
+        *,
+        owners: Mapping[str, str] | None = None,
+        units: Mapping[str, str] | None = None,
+        bounds: Mapping[str, Sequence[float | None]] | None = None,
+        stages: Mapping[str, str] | None = None,
+        descriptions: Mapping[str, str] | None = None,
+        baselines: Mapping[str, float] | None = None,
+        name: str | None = None,
+    ) -> Tree:
+        """Declare a tree from ``name = formula`` lines or a mapping name -> formula.
+
+        Text may hold ``#`` comments and blank lines. Metadata mappings are keyed by
+        node name; ``bounds`` values are ``(low, high)`` with ``None`` for an open
+        side.
+
+        >>> tree = Tree.from_formulas({"revenue": "customers * arpa"},
+        ...                           baselines={"customers": 120, "arpa": 5000})
+        >>> tree.levers, tree.node("arpa").baseline
+        (('customers', 'arpa'), 5000.0)
+        """
+        formulas = _parse_spec(spec)
+        nodes = {n: Node(n, formula=f) for n, f in formulas.items()}
+        tree = cls(nodes.values(), name=name)
+        metadata = {
+            "owner": owners,
+            "unit": units,
+            "bounds": bounds,
+            "stage": stages,
+            "description": descriptions,
+            "baseline": baselines,
+        }
+        return tree._with_fields(metadata)
+
+    # --- queries ------------------------------------------------------------------
+
+    @property
+    def name(self) -> str | None:
+        """The model's name, if it has one."""
+        return self._name
+
+    @cached_property
+    def nodes(self) -> tuple[str, ...]:
+        """Every node: defined nodes in declaration order, then levers by first use."""
+        return tuple(self._nodes)
+
+    @cached_property
+    def levers(self) -> tuple[str, ...]:
+        """The inputs: names used in formulas (or declared) without a formula."""
+        return tuple(n for n, node in self._nodes.items() if node.is_lever)
+
+    @cached_property
+    def computed(self) -> tuple[str, ...]:
+        """The nodes defined by a formula."""
+        return tuple(n for n, node in self._nodes.items() if not node.is_lever)
+
+    @cached_property
+    def outputs(self) -> tuple[str, ...]:
+        """The nodes no formula uses: the top KPIs."""
+        return tuple(n for n in self._nodes if self._graph.out_degree(n) == 0)
+
+    @property
+    def top(self) -> str:
+        """The single top KPI; a ``SpecError`` when the tree has several."""
+        if len(self.outputs) != 1:
+            raise SpecError(f"the tree has {len(self.outputs)} top nodes: {list(self.outputs)}")
+        return self.outputs[0]
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Every node in a topological order: each node after all its inputs."""
+        return self._order
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The DAG as a frozen ``networkx.DiGraph``, edges child -> parent."""
+        return nx.freeze(self._graph.copy())
+
+    def node(self, name: str) -> Node:
+        """The :class:`Node` (formula and metadata) called ``name``."""
+        try:
+            return self._nodes[name]
+        except (KeyError, TypeError):
+            raise UnknownNodeError(str(name), known=self.nodes) from None
+
+    def owner(self, name: str) -> str | None:
+        """The team that owns ``name``."""
+        return self.node(name).owner
+
+    def formula(self, name: str) -> sympy.Expr:
+        """The formula of ``name`` as a sympy expression (a lever's own symbol)."""
+        node = self.node(name)
+        if node.formula is None:
+            return self.symbols[name]
+        return node.formula.to_sympy(self.symbols)
+
+    @cached_property
+    def symbols(self) -> Mapping[str, sympy.Symbol]:
+        """One explicitly created ``sympy.Symbol`` per node (``E`` is never Euler's number)."""
+        return {name: sympy.Symbol(name) for name in self._nodes}
+
+    def children(self, name: str) -> tuple[str, ...]:
+        """The inputs of ``name``'s formula, in order of first use."""
+        formula = self.node(name).formula
+        return formula.names if formula else ()
+
+    def parents(self, name: str) -> tuple[str, ...]:
+        """The nodes whose formulas use ``name``."""
+        self.node(name)
+        return tuple(sorted(self._graph.successors(name), key=self._position))
+
+    def upstream(self, name: str) -> tuple[str, ...]:
+        """Every node ``name`` depends on, directly or not, in topological order."""
+        self.node(name)
+        return tuple(sorted(nx.ancestors(self._graph, name), key=self._topo_position))
+
+    def downstream(self, name: str) -> tuple[str, ...]:
+        """Every node that depends on ``name``, in topological order."""
+        self.node(name)
+        return tuple(sorted(nx.descendants(self._graph, name), key=self._topo_position))
+
+    def expand(self, name: str) -> sympy.Expr:
+        """The formula of ``name`` written in levers only (substituted level by level)."""
+        needed = (*self.upstream(name), name)
+        expanded: dict[sympy.Symbol, sympy.Expr] = {}
+        for node in needed:
+            if not self._nodes[node].is_lever:
+                expanded[self.symbols[node]] = self.formula(node).xreplace(expanded)
+        return expanded.get(self.symbols[name], self.symbols[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._nodes)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Tree):
+            return NotImplemented
+        return self._name == other._name and list(self._nodes.values()) == list(
+            other._nodes.values()
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._name, tuple(self._nodes.values())))
+
+    # --- derived trees --------------------------------------------------------------
+
+    def with_formula(self, name: str, formula: str) -> Tree:
+        """A new tree where ``name`` (new, a lever or computed) is defined by ``formula``."""
+        parsed = _parse_one(name, formula)
+        old = self._nodes.get(name, Node(name))
+        nodes = dict(self._nodes)
+        nodes[name] = replace(old, formula=parsed, baseline=None)
+        return Tree(_drop_unused_bare_levers(nodes, self), name=self._name)
+
+    def with_metadata(self, name: str, **fields: Any) -> Tree:
+        """A new tree with metadata fields of ``name`` replaced (``owner="Marketing"``...)."""
+        unknown = set(fields) - set(_METADATA)
+        if unknown:
+            raise SpecError(f"unknown metadata field(s) {sorted(unknown)}", node=name)
+        return self._with_fields({key: {name: value} for key, value in fields.items()})
+
+    def with_baselines(self, values: Mapping[str, float]) -> Tree:
+        """A new tree with the baseline (today's actual) of levers replaced."""
+        return self._with_fields({"baseline": values})
+
+    def _with_fields(self, metadata: Mapping[str, Mapping[str, Any] | None]) -> Tree:
+        nodes = dict(self._nodes)
+        for key, values in metadata.items():
+            for name, value in (values or {}).items():
+                node = nodes.get(name)
+                if node is None:
+                    raise UnknownNodeError(str(name), known=self.nodes, context=f"in {key}s")
+                if key == "baseline" and not node.is_lever and value is not None:
+                    message = f"baseline given for {name!r}, which is computed by a formula"
+                    raise SpecError(message, node=name)
+                nodes[name] = replace(node, **{key: value})
+        return Tree(nodes.values(), name=self._name)
+
+    # --- evaluation and files (delegating) -------------------------------------------
+
+    def compile(self, nodes: Sequence[str] | None = None) -> CompiledTree:
+        """The compiled numpy evaluator for ``nodes`` (all by default), built once."""
+        from .compile import compile_tree
+
+        return compile_tree(self, nodes)
+
+    def evaluate(self, inputs: Any = None, **kwargs: Any) -> pd.DataFrame:
+        """Same as :func:`kpitree.evaluate` on this tree."""
+        from .evaluate import evaluate
+
+        return evaluate(self, inputs, **kwargs)
+
+    def save(self, path: Any) -> None:
+        """Same as :func:`kpitree.save`: write a YAML or JSON model file."""
+        from .io import save
+
+        save(self, path)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per node: kind, formula and metadata (the table behind the reprs)."""
+        from .display import tree_frame
+
+        return tree_frame(self)
+
+    def __repr__(self) -> str:
+        from .display import tree_repr
+
+        return tree_repr(self)
+
+    def _repr_html_(self) -> str:
+        from .display import tree_html
+
+        return tree_html(self)
+
+    # --- internals ----------------------------------------------------------------------
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self._nodes)}
+
+    @cached_property
+    def _topo_positions(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self._order)}
+
+    def _position(self, name: str) -> int:
+        return self._positions[name]
+
+    def _topo_position(self, name: str) -> int:
+        return self._topo_positions[name]
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise SpecError(f"{name!r} is not a valid node name (letters, digits, _)", node=str(name))
+    if name in FUNCTIONS:
+        raise SpecError(f"{name!r} is a function name and cannot name a node", node=name)
+
+
+def _as_bounds(value: object, name: str) -> Bounds:
+    try:
+        low, high = value  # type: ignore[misc]
+        low = -math.inf if low is None else float(low)
+        high = math.inf if high is None else float(high)
+    except (TypeError, ValueError):
+        message = f"bounds of {name!r} must be (low, high), got {value!r}"
+        raise SpecError(message, node=name) from None
+    if math.isnan(low) or math.isnan(high) or low > high:
+        raise SpecError(f"bounds of {name!r} are not an interval: {value!r}", node=name)
+    return (low, high)
+
+
+def _as_baseline(node: Node) -> float:
+    try:
+        value = float(node.baseline)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        message = f"baseline of {node.name!r} must be a number, got {node.baseline!r}"
+        raise SpecError(message, node=node.name) from None
+    if not math.isfinite(value):
+        raise SpecError(f"baseline of {node.name!r} is not finite: {value}", node=node.name)
+    if node.bounds and not node.bounds[0] <= value <= node.bounds[1]:
+        message = f"baseline {value} of {node.name!r} is outside its bounds {node.bounds}"
+        raise SpecError(message, node=node.name)
+    return value
+
+
+def _parse_one(name: str, text: object) -> Formula:
+    _check_name(name)
+    if not isinstance(text, str):
+        message = f"formula of {name!r} must be text, not {type(text).__name__}"
+        raise SpecError(message, node=name)
+    try:
+        return parse_formula(text)
+    except FormulaError as err:
+        raise err.with_node(name) from None
+
+
+def _parse_spec(spec: str | Mapping[str, str]) -> dict[str, Formula]:
+    if isinstance(spec, Mapping):
+        return {name: _parse_one(name, text) for name, text in spec.items()}
+    if not isinstance(spec, str):
+        raise SpecError(f"a spec is text or a mapping, not {type(spec).__name__}")
+    formulas: dict[str, Formula] = {}
+    lines: dict[str, int] = {}
+    for number, raw in enumerate(spec.splitlines(), start=1):
+        line = raw.split("#", 1)[0]
+        if not line.strip():
+            continue
+        match = _ASSIGNMENT.match(line)
+        if match is None:
+            message = f"line {number} is not `name = formula`: {raw.strip()!r}"
+            raise SpecError(message)
+        name = match["name"]
+        if name in formulas:
+            message = f"node {name!r} is defined twice (lines {lines[name]} and {number})"
+            raise SpecError(message, node=name)
+        formulas[name] = _parse_one(name, match["formula"])
+        lines[name] = number
+    if not formulas:
+        raise SpecError("the spec defines no node")
+    return formulas
+
+
+def _self_reference(node: Node) -> CycleError:
+    error = CycleError([node.name, node.name])
+    error.args = (f"node {node.name!r} is defined in terms of itself",)
+    return error
+
+
+def _build_graph(nodes: Mapping[str, Node]) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from(
+        (child, name) for name, node in nodes.items() if node.formula for child in node.formula.names
+    )
+    return graph
+
+
+def _topological_order(graph: nx.DiGraph) -> tuple[str, ...]:
+    try:
+        return tuple(nx.topological_sort(graph))
+    except nx.NetworkXUnfeasible:
+        cycle = [edge[0] for edge in nx.find_cycle(graph)]
+        raise CycleError([*cycle, cycle[0]]) from None
+
+
+def _drop_unused_bare_levers(nodes: dict[str, Node], tree: Tree) -> list[Node]:
+    """Levers without metadata that only the replaced formula used disappear with it."""
+    used = {n for node in nodes.values() if node.formula for n in node.formula.names}
+    orphans = {
+        name
+        for name, node in nodes.items()
+        if node == Node(name) and name not in used and tree.parents(name)
+    }
+    return [node for name, node in nodes.items() if name not in orphans]
+
