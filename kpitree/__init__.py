@@ -1,4 +1,21 @@
-"""kpitree: causal modeling of company-wide KPI trees."""
+"""kpitree: causal modeling of company-wide KPI trees.
+
+Declare a tree of KPI identities, evaluate it fast over many rows, run what-if
+scenarios, and share it as a model file.
+
+>>> import kpitree
+>>> tree = kpitree.Tree.from_formulas('''
+...     new_customers = sqls * win_rate
+...     sqls = mqls * sql_rate
+... ''', baselines={"mqls": 200, "sql_rate": 0.4, "win_rate": 0.25})
+>>> float(kpitree.evaluate(tree)["new_customers"].iloc[0])
+20.0
+"""
+
+from importlib import import_module
+from typing import Any
+
+from . import errors
 from .errors import (
     CycleError,
     DataError,
@@ -7,10 +24,45 @@ from .errors import (
     KpiTreeError,
     KpiTreeWarning,
     ModelFileError,
+    ScenarioError,
     SpecError,
     UnknownNodeError,
 )
 from .evaluate import evaluate
+from .io import load, save
+from .scenario import scenarios, what_if
 from .tree import Node, Tree
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CycleError",
+    "DataError",
+    "DataWarning",
+    "FormulaError",
+    "KpiTreeError",
+    "KpiTreeWarning",
+    "ModelFileError",
+    "Node",
+    "ScenarioError",
+    "SpecError",
+    "Tree",
+    "UnknownNodeError",
+    "__version__",
+    "datasets",
+    "errors",
+    "evaluate",
+    "load",
+    "plot",
+    "save",
+    "scenarios",
+    "what_if",
+]
+
+_LAZY = {"plot", "datasets"}  # matplotlib and the bundled data load on first use
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'kpitree' has no attribute {name!r}")

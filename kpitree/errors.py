@@ -25,6 +25,7 @@ __all__ = [
     "KpiTreeError",
     "KpiTreeWarning",
     "ModelFileError",
+    "ScenarioError",
     "SpecError",
     "UnknownNodeError",
 ]
@@ -148,6 +149,14 @@ class DataError(KpiTreeError, ValueError):
         self.column = column
         self.rows = list(rows)
         self.reason = reason
+
+
+class ScenarioError(KpiTreeError, ValueError):
+    """A what-if change that cannot be read or applied; ``node`` names its node."""
+
+    def __init__(self, message: str, *, node: str | None = None) -> None:
+        super().__init__(f"change of {node!r}: {message}" if node else message)
+        self.node = node
 
 
 class DataWarning(KpiTreeWarning):

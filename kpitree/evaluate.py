@@ -21,7 +21,7 @@ from .compile import CompiledTree, NonFiniteError, compile_tree
 from .errors import DataError, DataWarning, warn
 from .tree import Tree
 
-__all__ = ["evaluate"]
+__all__ = ["Inputs", "evaluate", "evaluate_array"]
 
 Errors = Literal["raise", "warn", "ignore"]
 _SHOWN_ROWS = 5
@@ -53,18 +53,34 @@ def evaluate(
     ...
     kpitree.errors.DataError: node 'sql_rate' is not finite (division by zero?) at row(s) [1]: sql_rate = sqls / mqls with sqls=4, mqls=0
     """
+    outputs = tuple(tree.nodes if nodes is None else _as_names(nodes))
+    frame = Inputs.from_user(inputs)
+    result = evaluate_array(tree, frame, outputs, errors=errors)
+    return pd.DataFrame(result.T, index=frame.index, columns=list(outputs), copy=False)
+
+
+def evaluate_array(
+    tree: Tree,
+    frame: Inputs,
+    outputs: tuple[str, ...],
+    *,
+    errors: Errors = "raise",
+    fixed: frozenset[str] = frozenset(),
+) -> np.ndarray:
+    """The checked evaluation behind :func:`evaluate`: an ``(outputs, rows)`` array.
+
+    Nodes in ``fixed`` are read from ``frame`` instead of computed.
+    """
     if errors not in ("raise", "warn", "ignore"):
         raise ValueError(f"errors must be 'raise', 'warn' or 'ignore', not {errors!r}")
-    outputs = tuple(tree.nodes if nodes is None else _as_names(nodes))
-    compiled = compile_tree(tree, outputs)
-    frame = Inputs.from_user(inputs)
+    compiled = compile_tree(tree, outputs, fixed=fixed)
     values = [frame.values_for(tree, name, errors) for name in compiled.inputs]
     result = _run(tree, compiled, values, frame, errors)
     if errors != "ignore":
         for j, name in enumerate(compiled.outputs):
             if name not in compiled.inputs:
                 _check_bounds(tree, name, result[j], frame.index, errors)
-    return pd.DataFrame(result.T, index=frame.index, columns=list(outputs), copy=False)
+    return result
 
 
 @dataclass(frozen=True)
