@@ -37,6 +37,7 @@ __all__ = ["BLOCK_ROWS", "CompiledTree", "NonFiniteError", "compile_tree"]
 #: rows evaluated per call of the generated function (tuned in benchmarks/)
 BLOCK_ROWS = 4096
 
+
 class NonFiniteError(ArithmeticError):
     """Internal: ``node`` produced a non-finite value at row ``positions`` (0-based)."""
 
@@ -219,9 +220,7 @@ def _check(node: str, value: np.ndarray | float, *inputs: np.ndarray | float) ->
         raise NonFiniteError(node, np.flatnonzero(np.atleast_1d(fault)))
 
 
-def _build_kernel(
-    source: str, *, names: Sequence[str] = ()
-) -> Callable[[list, np.ndarray], None]:
+def _build_kernel(source: str, *, names: Sequence[str] = ()) -> Callable[[list, np.ndarray], None]:
     namespace: dict[str, object] = {"_np": np, "_check": _check, "_names": list(names)}
     code = compile(source, "<kpitree-compiled>", "exec")
     exec(code, namespace)  # safe: source is generated from parsed syntax trees, see module doc

@@ -58,7 +58,9 @@ def _display_table(tree: Tree) -> pd.DataFrame:
         if frame[column].notna().any():
             shown[column] = frame[column].fillna("")
     if frame["low"].notna().any():
-        shown["bounds"] = [_bounds_text(lo, hi) for lo, hi in zip(frame["low"], frame["high"])]
+        shown["bounds"] = [
+            _bounds_text(lo, hi) for lo, hi in zip(frame["low"], frame["high"], strict=True)
+        ]
     if frame["baseline"].notna().any():
         shown["baseline"] = [
             "" if math.isnan(value) else f"{value:,.6g}" for value in frame["baseline"]
@@ -106,6 +108,6 @@ def frame_html(table: pd.DataFrame, title: str, *, shaded: set[str] | None = Non
         rows.append(f"<tr{style}><th>{html.escape(str(label))}</th>{cells}</tr>")
     return (
         '<div class="kpitree"><table style="border-collapse:collapse;text-align:left">'
-        f"<caption style=\"text-align:left;font-weight:bold\">{html.escape(title)}</caption>"
+        f'<caption style="text-align:left;font-weight:bold">{html.escape(title)}</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )

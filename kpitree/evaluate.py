@@ -147,7 +147,9 @@ def _as_float(value: Any, name: str) -> np.ndarray:
         raise DataError(message, node=name, column=name, reason="not numeric") from None
 
 
-def _check_input(tree: Tree, name: str, values: np.ndarray, index: pd.Index, errors: Errors) -> None:
+def _check_input(
+    tree: Tree, name: str, values: np.ndarray, index: pd.Index, errors: Errors
+) -> None:
     low, high = tree.node(name).bounds or (-np.inf, np.inf)
     smallest, largest = (np.min(values), np.max(values)) if values.size else (0.0, 0.0)
     if low <= smallest and largest <= high and np.isfinite(smallest) and np.isfinite(largest):
@@ -162,7 +164,9 @@ def _check_input(tree: Tree, name: str, values: np.ndarray, index: pd.Index, err
         _report(message, name, outside, index, errors, reason="out of bounds", values=values)
 
 
-def _check_bounds(tree: Tree, name: str, values: np.ndarray, index: pd.Index, errors: Errors) -> None:
+def _check_bounds(
+    tree: Tree, name: str, values: np.ndarray, index: pd.Index, errors: Errors
+) -> None:
     bounds = tree.node(name).bounds
     if bounds is None:
         return

@@ -316,7 +316,9 @@ class _Parser:
             if self.token.text == "(" and self.token.kind == "op":
                 return self.call(token)
             if token.text in FUNCTIONS:
-                raise self.error(f"{token.text!r} is a function; call it as {token.text}(...)", token)
+                raise self.error(
+                    f"{token.text!r} is a function; call it as {token.text}(...)", token
+                )
             return Name(token.text)
         if token.kind == "op" and token.text == "(":
             self.advance()
@@ -350,7 +352,7 @@ class _Parser:
 
 def _number(token: _Token, text: str) -> Fraction:
     literal = token.text.replace("_", "")
-    mantissa, _, exponent = literal.lower().partition("e")
+    exponent = literal.lower().partition("e")[2]
     if exponent and abs(int(exponent)) > 308:
         raise FormulaError("number is out of range", text=text, position=token.position)
     value = float(literal)
@@ -484,7 +486,9 @@ def _to_numpy(node: Expr, variables: Mapping[str, str]) -> str:
             text += f" {'/' if divide else '*'} {part}"
         return f"({text})"
     if isinstance(node, Power):
-        return f"({_to_numpy(node.base, variables)} ** {_exponent_source(node.exponent, variables)})"
+        return (
+            f"({_to_numpy(node.base, variables)} ** {_exponent_source(node.exponent, variables)})"
+        )
     args = [_to_numpy(a, variables) for a in node.args]
     if node.func in ("min", "max"):
         ufunc = "_np.minimum" if node.func == "min" else "_np.maximum"
@@ -505,4 +509,3 @@ def _balanced_reduce(ufunc: str, args: list[str]) -> str:
     left = _balanced_reduce(ufunc, args[:middle])
     right = _balanced_reduce(ufunc, args[middle:])
     return f"{ufunc}({left}, {right})"
-

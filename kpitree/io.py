@@ -92,7 +92,9 @@ def from_dict(content: Any, *, source: str = "<dict>") -> Tree:
         raise ModelFileError("'nodes' must be a non-empty mapping of node -> entry", path=source)
     for key in entries:
         if not isinstance(key, str):
-            message = f"node name {key!r} is not text (YAML reads yes/no/on/off as booleans: quote it)"
+            message = (
+                f"node name {key!r} is not text (YAML reads yes/no/on/off as booleans: quote it)"
+            )
             raise ModelFileError(message, path=source)
     nodes = [_node(key, entry, source) for key, entry in entries.items()]
     try:

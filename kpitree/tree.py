@@ -428,7 +428,10 @@ def _build_graph(nodes: Mapping[str, Node]) -> nx.DiGraph:
     graph = nx.DiGraph()
     graph.add_nodes_from(nodes)
     graph.add_edges_from(
-        (child, name) for name, node in nodes.items() if node.formula for child in node.formula.names
+        (child, name)
+        for name, node in nodes.items()
+        if node.formula
+        for child in node.formula.names
     )
     return graph
 
@@ -450,4 +453,3 @@ def _drop_unused_bare_levers(nodes: dict[str, Node], tree: Tree) -> list[Node]:
         if node == Node(name) and name not in used and tree.parents(name)
     }
     return [node for name, node in nodes.items() if name not in orphans]
-
