@@ -48,10 +48,10 @@ def evaluate(
     (``nan``, ``inf``); ``errors="ignore"`` skips every check.
 
     >>> tree = Tree.from_formulas("sql_rate = sqls / mqls")
-    >>> evaluate(tree, {"sqls": [3, 4], "mqls": [10, 0]})
+    >>> evaluate(tree, {"sqls": [3, 4], "mqls": [10, 0]})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    kpitree.errors.DataError: node 'sql_rate' is not finite (division by zero?) at row(s) [1]: sql_rate = sqls / mqls with sqls=4, mqls=0
+    kpitree.errors.DataError: node 'sql_rate' is not finite (division by zero?) at row(s) [1]: ...
     """
     outputs = tuple(tree.nodes if nodes is None else _as_names(nodes))
     frame = Inputs.from_user(inputs)
