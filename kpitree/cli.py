@@ -1,0 +1,159 @@
+"""The ``kpitree`` command.
+
+``kpitree demo`` walks through the bundled B2B company; ``validate``, ``evaluate``,
+``what-if`` and ``plot`` work on any model file. Errors print one clear line and
+exit with status 2 (bad input) — never a traceback.
+
+>>> main(["validate", str(datasets.B2B_MODEL)])  # doctest: +ELLIPSIS
+Tree 'B2B company': 25 nodes (12 formulas, 13 levers); top: revenue
+...
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from . import datasets
+from .errors import KpiTreeError, ScenarioError
+from .evaluate import evaluate
+from .io import load
+from .scenario import what_if
+from .tree import Tree
+
+__all__ = ["main"]
+
+DEMO_CHANGES = {"win_rate": "+10%", "ad_visits": "+5000", "churn_rate": "-10%"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KpiTreeError as err:
+        print(f"kpitree: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kpitree", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    demo = commands.add_parser("demo", help="walk through the bundled B2B company")
+    demo.add_argument("--out", type=Path, default=Path("kpitree-demo"), help="output folder")
+    demo.set_defaults(run=_demo)
+
+    validate = commands.add_parser("validate", help="check a model file and print its tree")
+    validate.add_argument("model", type=Path)
+    validate.set_defaults(run=_validate)
+
+    run = commands.add_parser("evaluate", help="evaluate a model on a CSV of lever values")
+    run.add_argument("model", type=Path)
+    run.add_argument("--inputs", type=Path, help="CSV with a column per lever (default: baselines)")
+    run.add_argument("--nodes", help="comma-separated nodes to output (default: all)")
+    run.add_argument("--output", type=Path, help="CSV to write (default: print)")
+    run.set_defaults(run=_evaluate)
+
+    scenario = commands.add_parser("what-if", help="compare a scenario with the baselines")
+    scenario.add_argument("model", type=Path)
+    scenario.add_argument("changes", nargs="+", help="changes like win_rate=+10%% ad_visits=5000")
+    scenario.set_defaults(run=_what_if)
+
+    draw = commands.add_parser("plot", help="draw the tree to an image file")
+    draw.add_argument("model", type=Path)
+    draw.add_argument("--output", type=Path, default=Path("tree.png"))
+    draw.set_defaults(run=_plot)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    tree = datasets.load_b2b()
+    print(f"Loaded and validated the bundled model: {datasets.B2B_MODEL.name}\n")
+    print(tree, end="\n\n")
+    baseline = evaluate(tree).iloc[0]
+    print("Baseline (this month's actuals):")
+    print(_format_values(baseline[list(tree.computed)]), end="\n\n")
+    print(f"What if {', '.join(f'{k} {v}' for k, v in DEMO_CHANGES.items())}?")
+    print(_format_table(what_if(tree, None, DEMO_CHANGES).loc[list(tree.computed)]), end="\n\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    image = _save_tree_plot(tree, args.out / "tree.png", baseline)
+    print(f"Saved the tree, coloured by team, to {image}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    print(load(args.model))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    tree = load(args.model)
+    inputs = pd.read_csv(args.inputs) if args.inputs else None
+    nodes = args.nodes.split(",") if args.nodes else None
+    result = evaluate(tree, inputs, nodes=nodes)
+    if args.output:
+        result.to_csv(args.output)
+        print(f"wrote {len(result)} rows to {args.output}")
+    else:
+        print(result.to_string())
+    return 0
+
+
+def _what_if(args: argparse.Namespace) -> int:
+    tree = load(args.model)
+    changes = {}
+    for item in args.changes:
+        name, sep, change = item.partition("=")
+        if not sep:
+            raise ScenarioError(f"change {item!r} is not written node=change")
+        changes[name.strip()] = change.strip()
+    print(_format_table(what_if(tree, None, changes)))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    tree = load(args.model)
+    has_baselines = all(tree.node(n).baseline is not None for n in tree.levers)
+    values = evaluate(tree).iloc[0] if has_baselines else None
+    print(f"saved {_save_tree_plot(tree, args.output, values)}")
+    return 0
+
+
+def _save_tree_plot(tree: Tree, path: Path, values: pd.Series | None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import plot
+
+    ax = plot.tree(tree, values, title=tree.name)
+    ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(ax.figure)
+    return path
+
+
+def _format_values(values: pd.Series) -> str:
+    return "\n".join(f"  {name:<22}{value:>18,.2f}" for name, value in values.items())
+
+
+def _format_table(table: pd.DataFrame) -> str:
+    return table.to_string(
+        formatters={
+            "baseline": "{:,.2f}".format,
+            "scenario": "{:,.2f}".format,
+            "delta": "{:+,.2f}".format,
+            "pct_change": "{:+.2%}".format,
+        }
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Bundled example data: a B2B company's KPI tree and a simulator of its history.
+
+>>> from kpitree import datasets
+>>> tree = datasets.load_b2b()
+>>> tree.top, len(tree.nodes)
+('revenue', 25)
+"""
+
+from .b2b import B2B_MODEL, load_b2b, simulate_b2b
+
+__all__ = ["B2B_MODEL", "load_b2b", "simulate_b2b"]
