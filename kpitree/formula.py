@@ -154,7 +154,10 @@ class Formula:
         table = dict(symbols or {})
         for name in self.names:
             table.setdefault(name, sympy.Symbol(name))
-        return _to_sympy(self.root, table)
+        expr = _to_sympy(self.root, table)
+        if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+            raise FormulaError("formula simplifies to a division by zero", text=self.text)
+        return expr
 
     def to_numpy(self, variables: Mapping[str, str]) -> str:
         """Python source computing the formula with numpy, names replaced by ``variables``.
@@ -209,6 +212,8 @@ def _tokenize(text: str) -> list[_Token]:
         if match is None:
             raise FormulaError(_unexpected(text[position]), text=text, position=position)
         kind = match.lastgroup or ""
+        if kind == "name" and not match.group().isidentifier():
+            raise FormulaError(_unexpected(text[position]), text=text, position=position)
         if kind != "space":
             tokens.append(_Token(kind, match.group(), position))
         position = match.end()

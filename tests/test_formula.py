@@ -95,6 +95,7 @@ def test_numpy_source_folds_constants() -> None:
         ("x = 1", 2, "unexpected character '='"),
         ("lambda: 1", 6, "unexpected character ':'"),
         ("1e999 * x", 0, "out of range"),
+        ("x * ²", 4, "unexpected character '²'"),
     ],
 )
 def test_rejects_text_outside_the_grammar(text: str, position: int | None, fragment: str) -> None:
@@ -138,6 +139,12 @@ def test_a_long_flat_sum_is_not_deep() -> None:
     formula = parse_formula(text)
     assert len(formula.names) == 1200
     assert formula.to_sympy() == sympy.Add(*sympy.symbols("x0:1200"))
+
+
+def test_a_formula_that_simplifies_to_division_by_zero_has_no_sympy_form() -> None:
+    formula = parse_formula("x / (y - y)")
+    with pytest.raises(FormulaError, match="division by zero"):
+        formula.to_sympy()
 
 
 def test_huge_exact_powers_do_not_run_away() -> None:
@@ -220,7 +227,7 @@ def test_random_expression_trees_parse_to_the_same_sympy_expression(case) -> Non
         return
     if expected.has(sympy.zoo, sympy.nan):
         with pytest.raises(FormulaError):
-            parse_formula(text)
+            parse_formula(text).to_sympy(symbols)
         return
     assert parse_formula(text).to_sympy(symbols) == expected
 
