@@ -387,7 +387,7 @@ def _parse_one(name: str, text: object) -> Formula:
         message = f"formula of {name!r} must be text, not {type(text).__name__}"
         raise SpecError(message, node=name)
     try:
-        return parse_formula(text)
+        return parse_formula(text.strip())
     except FormulaError as err:
         raise err.with_node(name) from None
 
