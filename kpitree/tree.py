@@ -97,11 +97,22 @@ class Tree:
                 if used == node.name:
                     raise _self_reference(node)
                 declared.setdefault(used, Node(used))
-        self._nodes: dict[str, Node] = declared
-        self._name = name
-        self._graph = _build_graph(declared)
-        self._order = _topological_order(self._graph)
-        self._cache: dict[Any, Any] = {}
+        graph = _build_graph(declared)
+        fields = {
+            "_nodes": declared,
+            "_name": name,
+            "_graph": graph,
+            "_order": _topological_order(graph),
+            "_cache": {},  # compiled evaluators, keyed by what they compute
+        }
+        for key, value in fields.items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a Tree is immutable; use with_formula/with_metadata ({name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a Tree is immutable ({name!r})")
 
     # --- construction -------------------------------------------------------------
 
