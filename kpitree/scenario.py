@@ -91,7 +91,7 @@ def apply_change(value: float, change: Change, *, node: str = "") -> float:
         raise ScenarioError(f"cannot read change {change!r}; {hint}", node=node)
     op, number, pct = match["op"], float(match["number"]), match["pct"]
     if pct:
-        if op not in "+-":
+        if op not in ("+", "-"):
             raise ScenarioError(f"a percentage change needs + or -: {change!r}", node=node)
         return value * (1 + (number if op == "+" else -number) / 100)
     if op == "*":

@@ -1,0 +1,57 @@
+"""The kpitree command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kpitree import datasets
+from kpitree.cli import main
+
+
+def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Tree 'B2B company': 25 nodes (12 formulas, 13 levers); top: revenue" in out
+    assert "152,034,240.00" in out  # baseline revenue, hand-computed in test_datasets
+    assert "What if win_rate +10%" in out
+    image = tmp_path / "tree.png"
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 20_000
+
+
+def test_console_script_is_installed(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "kpitree.cli", "validate", str(datasets.B2B_MODEL)],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Tree 'B2B company'")
+
+
+def test_evaluate_and_what_if_commands(tmp_path: Path, capsys) -> None:
+    model = tmp_path / "m.yaml"
+    model.write_text("nodes:\n  leads: visits * rate\n  visits: {baseline: 1000}\n"
+                     "  rate: {baseline: 0.05, bounds: [0, 1]}\n")  # fmt: skip
+    inputs = tmp_path / "in.csv"
+    inputs.write_text("visits,rate\n1000,0.1\n3000,0.2\n")
+    output = tmp_path / "out.csv"
+    assert main(["evaluate", str(model), "--inputs", str(inputs), "--output", str(output)]) == 0
+    assert output.read_text().splitlines()[1:] == ["0,100.0,1000.0,0.1", "1,600.0,3000.0,0.2"]
+    assert main(["what-if", str(model), "rate=+100%"]) == 0
+    out = capsys.readouterr().out
+    assert "100.00" in out and "+100.00%" in out
+    assert main(["plot", str(model), "--output", str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").exists()
+
+
+def test_errors_print_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    model = tmp_path / "m.yaml"
+    model.write_text("nodes:\n  a: b +\n")
+    assert main(["validate", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kpitree: error: {model}: node 'a':") and "Traceback" not in err
+    assert main(["what-if", str(datasets.B2B_MODEL), "win_rate"]) == 2
+    assert "not written node=change" in capsys.readouterr().err
