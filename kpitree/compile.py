@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -59,7 +60,7 @@ class CompiledTree:
     outputs: tuple[str, ...]
     source: str
     kernel: Callable[[list, np.ndarray], None] = field(repr=False)
-    checked_source: str = field(repr=False)
+    checked_source: Callable[[], str] = field(repr=False)  # generated only to diagnose a fault
     computed: tuple[str, ...] = field(repr=False)
 
     def run(
@@ -109,7 +110,7 @@ class CompiledTree:
 
     def _diagnose(self, values: list, arrays: list[int], n_rows: int, block_rows: int) -> None:
         """Re-run with a finiteness check after every node to name the culprit."""
-        checked = _build_kernel(self.checked_source, names=self.computed)
+        checked = _build_kernel(self.checked_source(), names=self.computed)
         scratch = np.empty((len(self.outputs), n_rows))
         block = list(values)
         with np.errstate(all="ignore"):
@@ -145,13 +146,13 @@ def compile_tree(
 
 def _compile(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> CompiledTree:
     needed = _needed(tree, outputs, fixed)
-    inputs = tuple(n for n in needed if n in fixed or tree.node(n).is_lever)
-    computed = [n for n in needed if n not in inputs]
+    is_input = {n: n in fixed or tree.node(n).is_lever for n in needed}
+    inputs = tuple(n for n in needed if is_input[n])
+    computed = [n for n in needed if not is_input[n]]
     variables = {name: f"v{i}" for i, name in enumerate(needed)}
     source = _generate(tree, outputs, inputs, computed, variables, check=False)
-    checked_source = _generate(tree, outputs, inputs, computed, variables, check=True)
-    kernel = _build_kernel(source)
-    return CompiledTree(inputs, outputs, source, kernel, checked_source, tuple(computed))
+    checked = partial(_generate, tree, outputs, inputs, computed, variables, check=True)
+    return CompiledTree(inputs, outputs, source, _build_kernel(source), checked, tuple(computed))
 
 
 def _needed(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> list[str]:

@@ -390,10 +390,6 @@ def _names(node: Expr) -> Iterator[str]:
         yield from _names(child)
 
 
-def _is_constant(node: Expr) -> bool:
-    return not any(True for _ in _names(node))
-
-
 def _constant_value(node: Expr) -> float:
     """Value of a constant subtree in float arithmetic; raises on 1/0, log(-1)..."""
     if isinstance(node, Num):
@@ -417,23 +413,35 @@ def _constant_value(node: Expr) -> float:
     return _MATH_FUNCTIONS[node.func](*(_constant_value(arg) for arg in node.args))
 
 
-def _check_constants(node: Expr, text: str) -> None:
-    """Reject constant parts that have no real finite value (``1/0``, ``log(0)``...)."""
-    if _is_constant(node):
-        try:
-            value = _constant_value(node)
-        except ZeroDivisionError:
-            raise FormulaError("constant part divides by zero", text=text) from None
-        except OverflowError:
-            raise FormulaError("constant part is too large for a float", text=text) from None
-        except ValueError:
-            message = "constant part has no real value (log, sqrt or power of a negative number)"
-            raise FormulaError(message, text=text) from None
-        if not math.isfinite(value):
-            raise FormulaError("constant part is too large for a float", text=text)
-        return
-    for child in _children(node):
-        _check_constants(child, text)
+def _check_constants(node: Expr, text: str) -> bool:
+    """Whether ``node`` is constant; every maximal constant part must be real and finite.
+
+    One bottom-up pass: ``1/0``, ``log(-1)`` or ``10**400`` anywhere is an error.
+    """
+    if isinstance(node, Num):
+        return True
+    if isinstance(node, Name):
+        return False
+    flags = [_check_constants(child, text) for child in _children(node)]
+    if all(flags):
+        _checked_value(node, text)
+        return True
+    return False
+
+
+def _checked_value(node: Expr, text: str) -> float:
+    try:
+        value = _constant_value(node)
+    except ZeroDivisionError:
+        raise FormulaError("constant part divides by zero", text=text) from None
+    except OverflowError:
+        raise FormulaError("constant part is too large for a float", text=text) from None
+    except ValueError:
+        message = "constant part has no real value (log, sqrt or power of a negative number)"
+        raise FormulaError(message, text=text) from None
+    if not math.isfinite(value):
+        raise FormulaError("constant part is too large for a float", text=text)
+    return value
 
 
 # --- sympy ------------------------------------------------------------------------
@@ -472,39 +480,49 @@ def _small_exponent(exponent: sympy.Expr) -> bool:
 
 
 def _to_numpy(node: Expr, variables: Mapping[str, str]) -> str:
-    if _is_constant(node):
-        return repr(_constant_value(node))
+    return _emit(node, variables)[0]
+
+
+def _emit(node: Expr, variables: Mapping[str, str]) -> tuple[str, bool]:
+    """``(source, is_constant)`` of ``node``; constant parts are folded to one literal."""
+    if isinstance(node, Num):
+        return repr(float(node.value)), True
     if isinstance(node, Name):
-        return variables[node.name]
+        return variables[node.name], False
+    parts = [_emit(child, variables) for child in _children(node)]
+    if all(constant for _, constant in parts):
+        return repr(_constant_value(node)), True
+    sources = [source for source, _ in parts]
+    return _combine(node, sources), False
+
+
+def _combine(node: Expr, sources: list[str]) -> str:
     if isinstance(node, Neg):
-        return f"(-{_to_numpy(node.operand, variables)})"
+        return f"(-{sources[0]})"
     if isinstance(node, Sum):
-        parts = [_to_numpy(t, variables) for t in node.terms]
-        text = parts[0] if node.signs[0] > 0 else f"-{parts[0]}"
-        for part, sign in zip(parts[1:], node.signs[1:], strict=True):
+        text = sources[0] if node.signs[0] > 0 else f"-{sources[0]}"
+        for part, sign in zip(sources[1:], node.signs[1:], strict=True):
             text += f" {'+' if sign > 0 else '-'} {part}"
         return f"({text})"
     if isinstance(node, Product):
-        parts = [_to_numpy(f, variables) for f in node.factors]
-        text = parts[0] if not node.divide[0] else f"1.0 / {parts[0]}"
-        for part, divide in zip(parts[1:], node.divide[1:], strict=True):
+        text = sources[0] if not node.divide[0] else f"1.0 / {sources[0]}"
+        for part, divide in zip(sources[1:], node.divide[1:], strict=True):
             text += f" {'/' if divide else '*'} {part}"
         return f"({text})"
     if isinstance(node, Power):
-        return (
-            f"({_to_numpy(node.base, variables)} ** {_exponent_source(node.exponent, variables)})"
+        exponent = node.exponent
+        small_integer = (
+            isinstance(exponent, Num)
+            and exponent.value.denominator == 1
+            and abs(exponent.value) <= 64
         )
-    args = [_to_numpy(a, variables) for a in node.args]
+        power = str(exponent.value.numerator) if small_integer else sources[1]  # type: ignore[union-attr]
+        return f"({sources[0]} ** {power})"
+    if not isinstance(node, Call):  # pragma: no cover - the grammar has no other node
+        raise TypeError(f"unknown syntax node {node!r}")
     if node.func in ("min", "max"):
-        ufunc = "_np.minimum" if node.func == "min" else "_np.maximum"
-        return _balanced_reduce(ufunc, args)
-    return f"{_NUMPY_FUNCTIONS[node.func]}({args[0]})"
-
-
-def _exponent_source(node: Expr, variables: Mapping[str, str]) -> str:
-    if isinstance(node, Num) and node.value.denominator == 1 and abs(node.value) <= 64:
-        return str(node.value.numerator)  # integer powers take numpy's fast paths
-    return _to_numpy(node, variables)
+        return _balanced_reduce("_np.minimum" if node.func == "min" else "_np.maximum", sources)
+    return f"{_NUMPY_FUNCTIONS[node.func]}({sources[0]})"
 
 
 def _balanced_reduce(ufunc: str, args: list[str]) -> str:

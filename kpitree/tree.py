@@ -140,9 +140,7 @@ class Tree:
         >>> tree.levers, tree.node("arpa").baseline
         (('customers', 'arpa'), 5000.0)
         """
-        formulas = _parse_spec(spec)
-        nodes = {n: Node(n, formula=f) for n, f in formulas.items()}
-        tree = cls(nodes.values(), name=name)
+        nodes = [Node(n, formula=f) for n, f in _parse_spec(spec).items()]
         metadata = {
             "owner": owners,
             "unit": units,
@@ -151,7 +149,9 @@ class Tree:
             "description": descriptions,
             "baseline": baselines,
         }
-        return tree._with_fields(metadata)
+        if not any(metadata.values()):
+            return cls(nodes, name=name)
+        return cls(nodes, name=name)._with_fields(metadata)
 
     # --- queries ------------------------------------------------------------------
 
