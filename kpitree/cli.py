@@ -16,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 
@@ -25,6 +26,9 @@ from .evaluate import evaluate
 from .io import load
 from .scenario import what_if
 from .tree import Tree
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["main"]
 
@@ -135,8 +139,9 @@ def _save_tree_plot(tree: Tree, path: Path, values: pd.Series | None) -> Path:
     from . import plot
 
     ax = plot.tree(tree, values, title=tree.name)
-    ax.figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(ax.figure)
+    figure = cast("Figure", ax.get_figure(root=True))
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
     return path
 
 

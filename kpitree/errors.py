@@ -172,7 +172,8 @@ def warn(message: str, category: type[Warning] = KpiTreeWarning) -> None:
     package = os.path.dirname(os.path.abspath(__file__))
     level, frame = 2, sys._getframe(1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        level, frame = level + 1, frame.f_back
+        level += 1
+        frame = frame.f_back  # type: ignore[assignment]
     warnings.warn(message, category, stacklevel=level)
 
 

@@ -87,7 +87,7 @@ def evaluate_array(
 class Inputs:
     """User inputs normalised to named float arrays (or scalars) and an index."""
 
-    columns: Mapping[str, Any]
+    columns: Mapping[Any, Any] | pd.DataFrame
     index: pd.Index
 
     @classmethod

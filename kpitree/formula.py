@@ -410,6 +410,8 @@ def _constant_value(node: Expr) -> float:
         if isinstance(result, complex):
             raise ValueError("a negative number to a fractional power is not real")
         return result
+    if not isinstance(node, Call):  # pragma: no cover - the grammar has no other node
+        raise TypeError(f"unknown syntax node {node!r}")
     return _MATH_FUNCTIONS[node.func](*(_constant_value(arg) for arg in node.args))
 
 

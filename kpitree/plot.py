@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from itertools import combinations, pairwise
 from statistics import fmean
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib.pyplot as plt
 import networkx as nx
@@ -25,6 +25,7 @@ from matplotlib.textpath import text_to_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
     from matplotlib.text import Text
 
     from .tree import Tree
@@ -268,9 +269,12 @@ def _draw_node(
     owner, lever = tree.owner(name), tree.node(name).is_lever
     color = colors[owner] if owner else NO_OWNER_COLOR
     corner = (at[0] - size[0] / 2, at[1] - size[1] / 2)
-    style = {"linestyle": "--" if lever else "-", "linewidth": 1.2, "zorder": 2, "gid": name}
     fill, edge = _lighten(color, 0.75 if lever else 0.45), color if owner else "0.5"
-    ax.add_artist(FancyBboxPatch(corner, *size, _BOX, facecolor=fill, edgecolor=edge, **style))
+    box = FancyBboxPatch(
+        corner, *size, _BOX, facecolor=fill, edgecolor=edge,
+        linestyle="--" if lever else "-", linewidth=1.2, zorder=2, gid=name,
+    )  # fmt: skip
+    ax.add_artist(box)
     return ax.text(*at, label, ha="center", va="center", linespacing=1.25, zorder=3, gid=name)
 
 
@@ -292,7 +296,8 @@ def _lighten(color: Any, amount: float) -> RGBA:
 def _fit_fonts(ax: Axes, texts: list[Text]) -> None:
     """Size texts so that one data unit is one em (boxes were measured in em), at most 14 pt."""
     ax.apply_aspect()
-    position, (fig_w, fig_h) = ax.get_position(), ax.figure.get_size_inches()
+    figure = cast("Figure", ax.get_figure(root=True))
+    position, (fig_w, fig_h) = ax.get_position(), figure.get_size_inches()
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     points = min(position.width * fig_w * 72 / (x1 - x0), position.height * fig_h * 72 / (y1 - y0))
     for text in texts:

@@ -107,7 +107,7 @@ def apply_change(value: float, change: Change, *, node: str = "") -> float:
     return number
 
 
-def _one_state(baseline: Any) -> dict[str, float]:
+def _one_state(baseline: Any) -> dict[Any, float]:
     if baseline is None:
         return {}
     if isinstance(baseline, pd.DataFrame):
@@ -124,7 +124,7 @@ def _one_state(baseline: Any) -> dict[str, float]:
 
 def _scenario_values(
     tree: Tree,
-    state: dict[str, float],
+    state: dict[Any, float],
     base: pd.Series,
     changes: Mapping[str, Change],
     errors: Errors,

@@ -86,6 +86,12 @@ class Tree:
     metadata, and that the formulas form a DAG.
     """
 
+    _nodes: dict[str, Node]
+    _name: str | None
+    _graph: nx.DiGraph
+    _order: tuple[str, ...]
+    _cache: dict[Any, Any]
+
     def __init__(self, nodes: Iterable[Node], *, name: str | None = None) -> None:
         declared: dict[str, Node] = {}
         for node in nodes:
@@ -367,9 +373,11 @@ def _check_name(name: object) -> None:
 
 def _as_bounds(value: object, name: str) -> Bounds:
     try:
-        low, high = value  # type: ignore[misc]
-        low = -math.inf if low is None else float(low)
-        high = math.inf if high is None else float(high)
+        pair: tuple[Any, ...] = tuple(value)  # type: ignore[arg-type]
+        if len(pair) != 2 or isinstance(value, str):
+            raise ValueError
+        low = -math.inf if pair[0] is None else float(pair[0])
+        high = math.inf if pair[1] is None else float(pair[1])
     except (TypeError, ValueError):
         message = f"bounds of {name!r} must be (low, high), got {value!r}"
         raise SpecError(message, node=name) from None
