@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -124,13 +125,23 @@ class Inputs:
             if baseline is None:
                 message = f"lever {name!r} is missing from the inputs and has no baseline"
                 raise DataError(message, node=name, column=name, reason="missing")
-            return baseline
-        values = _as_float(self.columns[name], name)
+            return baseline  # validated when the tree was built
+        raw = self.columns[name]
+        if type(raw) in (float, int, np.float64) and _plainly_valid(tree, name, float(raw)):
+            return float(raw)  # the common what-if case, without numpy reductions
+        values = _as_float(raw, name)
         if values.ndim > 1:
             raise DataError(f"input {name!r} must be one-dimensional", column=name, node=name)
         if errors != "ignore":
             _check_input(tree, name, values, self.index, errors)
         return values if values.ndim else float(values)
+
+
+def _plainly_valid(tree: Tree, name: str, value: float) -> bool:
+    bounds = tree.node(name).bounds
+    if bounds is None:
+        return math.isfinite(value)
+    return bounds[0] <= value <= bounds[1] and math.isfinite(value)
 
 
 def _as_names(nodes: Sequence[str] | str) -> list[str]:
