@@ -25,6 +25,7 @@ __all__ = [
     "KpiTreeError",
     "KpiTreeWarning",
     "ModelFileError",
+    "OptionError",
     "ScenarioError",
     "SpecError",
     "UnknownNodeError",
@@ -89,12 +90,16 @@ class FormulaError(SpecError):
 
 
 class CycleError(SpecError):
-    """The formulas refer to each other in a loop; ``cycle`` lists it, closed."""
+    """The formulas refer to each other in a loop.
+
+    ``cycle`` lists it closed, in dependency order: each node's formula uses the next.
+    """
 
     def __init__(self, cycle: Sequence[str]) -> None:
         self.cycle = list(cycle)
         path = " -> ".join(self.cycle)
-        super().__init__(f"the tree has a cycle: {path}", node=self.cycle[0])
+        message = f"the tree has a cycle (each node's formula uses the next): {path}"
+        super().__init__(message, node=self.cycle[0])
 
 
 class UnknownNodeError(KpiTreeError, KeyError):
@@ -149,6 +154,14 @@ class DataError(KpiTreeError, ValueError):
         self.column = column
         self.rows = list(rows)
         self.reason = reason
+
+
+class OptionError(KpiTreeError, ValueError):
+    """An argument outside the values a function accepts; ``option`` names it."""
+
+    def __init__(self, message: str, *, option: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class ScenarioError(KpiTreeError, ValueError):

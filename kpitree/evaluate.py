@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .compile import CompiledTree, NonFiniteError, compile_tree
-from .errors import DataError, DataWarning, warn
+from .errors import DataError, DataWarning, OptionError, warn
 from .tree import Tree
 
 __all__ = ["Inputs", "evaluate", "evaluate_array"]
@@ -73,7 +73,8 @@ def evaluate_array(
     Nodes in ``fixed`` are read from ``frame`` instead of computed.
     """
     if errors not in ("raise", "warn", "ignore"):
-        raise ValueError(f"errors must be 'raise', 'warn' or 'ignore', not {errors!r}")
+        message = f"errors must be 'raise', 'warn' or 'ignore', not {errors!r}"
+        raise OptionError(message, option="errors")
     compiled = compile_tree(tree, outputs, fixed=fixed)
     values = [frame.values_for(tree, name, errors) for name in compiled.inputs]
     result = _run(tree, compiled, values, frame, errors)
@@ -101,7 +102,7 @@ class Inputs:
             return cls(inputs.to_dict(), pd.RangeIndex(1))
         if not isinstance(inputs, Mapping):
             message = f"inputs must be a DataFrame or a mapping, not {type(inputs).__name__}"
-            raise TypeError(message)
+            raise DataError(message, reason="not a table")
         lengths = {name: np.size(v) for name, v in inputs.items() if np.ndim(v) > 0}
         sizes = set(lengths.values())
         if len(sizes) > 1:
@@ -200,7 +201,7 @@ def _report(
 ) -> None:
     positions = np.flatnonzero(np.broadcast_to(mask, (len(index),)))
     rows = _labels(index, positions)
-    text = f"{message} in {positions.size} row(s), first {rows}"
+    text = f"{message} in {positions.size} row(s), first {_row_text(rows)}"
     if values is not None:
         shown = np.broadcast_to(values, (len(index),))[positions[:_SHOWN_ROWS]]
         text += ": " + ", ".join(f"{v:g}" for v in shown)
@@ -208,6 +209,10 @@ def _report(
     if errors == "raise":
         raise error
     warn(text, DataWarning)
+
+
+def _row_text(rows: Sequence[Hashable]) -> str:
+    return "[" + ", ".join(str(row) for row in rows) + "]"
 
 
 def _labels(index: pd.Index, positions: np.ndarray) -> list[Hashable]:
@@ -238,7 +243,7 @@ def _fault_error(
     rows = _labels(frame.index, fault.positions)
     context = _inputs_at(tree, node, compiled, values, int(fault.positions[0]))
     message = (
-        f"node {node!r} is not finite ({_likely_cause(formula)}) at row(s) {rows}: "
+        f"node {node!r} is not finite ({_likely_cause(formula)}) at row(s) {_row_text(rows)}: "
         f"{node} = {formula} with {context}"
     )
     return DataError(message, node=node, rows=rows, reason="not finite")
@@ -260,8 +265,10 @@ def _likely_cause(formula: str) -> str:
     causes = []
     if "/" in formula:
         causes.append("division by zero")
-    if "log(" in formula or "sqrt(" in formula or "**" in formula:
-        causes.append("log, sqrt or power of a negative number")
+    if "log(" in formula:
+        causes.append("log of a number <= 0")
+    if "sqrt(" in formula or "**" in formula:
+        causes.append("root or power of a negative number")
     if "exp(" in formula or "**" in formula or "*" in formula:
         causes.append("overflow")
     return " or ".join(causes[:2]) + "?" if causes else "invalid operation"

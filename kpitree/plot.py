@@ -23,6 +23,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
 from matplotlib.path import Path
 from matplotlib.textpath import text_to_path
 
+from .errors import OptionError
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -239,7 +241,7 @@ def _labels(tree: Tree, values: Any) -> dict[str, str]:
     if isinstance(values, pd.DataFrame):
         if len(values) != 1:
             rows = f"got a DataFrame with {len(values)} rows; select one, e.g. frame.iloc[[-1]]"
-            raise ValueError(f"values must be a single row, {rows}")
+            raise OptionError(f"values must be a single row, {rows}", option="values")
         values = values.iloc[0]
     labels = {name: name for name in tree.nodes}
     for name in [] if values is None else [n for n in tree.nodes if n in values]:
@@ -247,7 +249,8 @@ def _labels(tree: Tree, values: Any) -> dict[str, str]:
         try:
             text = format_value(values[name], unit=node.unit, bounds=node.bounds)
         except (TypeError, ValueError):
-            raise ValueError(f"value of {name!r} is not a number: {values[name]!r}") from None
+            message = f"value of {name!r} is not a number: {values[name]!r}"
+            raise OptionError(message, option="values") from None
         labels[name] = f"{name}\n{text}"
     return labels
 

@@ -168,7 +168,7 @@ class Tree:
 
     @cached_property
     def nodes(self) -> tuple[str, ...]:
-        """Every node: defined nodes in declaration order, then levers by first use."""
+        """Every node, in declaration order; levers not declared follow, by first use."""
         return tuple(self._nodes)
 
     @cached_property
@@ -459,8 +459,12 @@ def _topological_order(graph: nx.DiGraph) -> tuple[str, ...]:
     try:
         return tuple(nx.topological_sort(graph))
     except nx.NetworkXUnfeasible:
-        cycle = [edge[0] for edge in nx.find_cycle(graph)]
-        raise CycleError([*cycle, cycle[0]]) from None
+        feeds = [edge[0] for edge in nx.find_cycle(graph)]  # edges run input -> user
+        uses = feeds[::-1]
+        declared = {name: i for i, name in enumerate(graph)}
+        first = min(range(len(uses)), key=lambda i: declared[uses[i]])
+        uses = uses[first:] + uses[:first]  # start at the node declared first
+        raise CycleError([*uses, uses[0]]) from None
 
 
 def _drop_unused_bare_levers(nodes: dict[str, Node], tree: Tree) -> list[Node]:

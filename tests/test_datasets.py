@@ -52,5 +52,5 @@ def test_simulated_history_is_plausible_and_seeded(company: Tree) -> None:
 
 
 def test_periods_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(kpitree.errors.OptionError, match="at least 1"):
         simulate_b2b(periods=0)

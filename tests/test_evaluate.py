@@ -112,7 +112,7 @@ def test_nan_input_names_the_column_and_rows(funnel: Tree) -> None:
         kpitree.evaluate(funnel, data)
     error = info.value
     assert (error.column, error.rows, error.reason) == ("ads", ["b", "d"], "nan")
-    assert "lever 'ads' has NaN in 2 row(s), first ['b', 'd']" in str(error)
+    assert "lever 'ads' has NaN in 2 row(s), first [b, d]" in str(error)
 
 
 def test_out_of_bounds_lever(funnel: Tree) -> None:
@@ -187,8 +187,11 @@ def test_input_shape_and_type_errors(funnel: Tree) -> None:
         kpitree.evaluate(funnel, pd.DataFrame({"ads": ["x", "y"]}))
     with pytest.raises(UnknownNodeError, match="did you mean 'revenue'"):
         kpitree.evaluate(funnel, nodes=["revenu"])
-    with pytest.raises(ValueError, match="errors must be"):
+    with pytest.raises(kpitree.errors.OptionError, match="errors must be") as info:
         kpitree.evaluate(funnel, errors="loud")  # type: ignore[arg-type]
+    assert info.value.option == "errors"
+    with pytest.raises(DataError, match="a DataFrame or a mapping, not list"):
+        kpitree.evaluate(funnel, [1, 2, 3])  # type: ignore[arg-type]
 
 
 def test_empty_frame_gives_an_empty_result(funnel: Tree) -> None:

@@ -22,6 +22,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from ..errors import OptionError
 from ..evaluate import evaluate
 from ..io import load
 from ..tree import Tree
@@ -63,7 +64,7 @@ def simulate_b2b(periods: int = 36, *, seed: int = 0, start: str = "2023-01") ->
     Identities hold exactly in every row. The same ``seed`` gives the same history.
     """
     if periods < 1:
-        raise ValueError(f"periods must be at least 1, got {periods}")
+        raise OptionError(f"periods must be at least 1, got {periods}", option="periods")
     tree = load_b2b()
     rng = np.random.default_rng(seed)
     index = pd.period_range(start=start, periods=periods, freq="M", name="period")
