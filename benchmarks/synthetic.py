@@ -289,7 +289,7 @@ def random_inputs(
         return {name: rng.uniform(lo, hi, n_rows) for name, (lo, hi) in bounds.items()}
     shift = 2**16 + 64
     inputs: dict[str, np.ndarray] = {}
-    for kind, (lo, hi) in BOUNDS.items():
+    for lo, hi in BOUNDS.values():
         names = [name for name, bound in bounds.items() if bound == (lo, hi)]
         if not names:
             continue
@@ -300,27 +300,62 @@ def random_inputs(
     return {name: inputs[name] for name in bounds}
 
 
-def baseline_source(spec: str | Spec, name: str = "baseline") -> str:
-    """Generate the source of the hand-written baseline function.
-
-    The function takes the levers positionally (in :attr:`Spec.levers` order), computes
-    one numpy statement per computed node in topological order, and returns the
-    computed nodes as a tuple in that order. Nodes are renamed to ``v0, v1, ...``.
-    """
-    parsed = _as_spec(spec)
+def _plan(
+    parsed: Spec, outputs: Sequence[str] | None
+) -> tuple[dict[str, str], tuple[str, ...], tuple[str, ...], list[tuple[str, str, list[str]]], int]:
+    """Variables, outputs, order, (node, python expression, names to delete) steps, peak."""
     formulas = dict(parsed.formulas)
     variables = {node: f"v{i}" for i, node in enumerate(parsed.nodes)}
+    order = parsed.topological_order()
+    outs = tuple(order if outputs is None else outputs)
+    unknown = [name for name in outs if name not in variables]
+    if unknown:
+        raise KeyError(f"unknown outputs: {unknown}")
+    deps = {node: tuple(dict.fromkeys(_NAME.findall(formulas[node]))) for node in order}
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(order):
+        for dep in deps[node]:
+            last_use[dep] = i
+    keep = set(outs)
 
     def rename(match: re.Match[str]) -> str:
         return variables[match.group(0)]
 
-    order = parsed.topological_order()
+    steps: list[tuple[str, str, list[str]]] = []
+    live = peak = 0
+    for i, node in enumerate(order):
+        dead = [d for d in deps[node] if d in formulas and last_use[d] == i and d not in keep]
+        live += 1
+        peak = max(peak, live)
+        live -= len(dead)
+        steps.append((node, _NAME.sub(rename, formulas[node]), dead))
+        if node not in keep and node not in last_use:
+            steps[-1][2].append(node)  # computed for nothing: free at once
+            live -= 1
+    return variables, outs, order, steps, peak
+
+
+def baseline_source(
+    spec: str | Spec, outputs: Sequence[str] | None = None, name: str = "baseline"
+) -> str:
+    """Generate the source of the hand-written baseline function.
+
+    The function takes the levers positionally (in :attr:`Spec.levers` order), computes
+    one numpy statement per computed node in topological order, and returns the
+    ``outputs`` (levers or computed nodes; default every computed node in topological
+    order) as a tuple. Nodes are renamed to ``v0, v1, ...``. Like a careful hand-written
+    function it drops each intermediate (``del``) right after its last use, so that
+    memory is reused while still in cache instead of growing with the tree.
+    """
+    parsed = _as_spec(spec)
+    variables, outs, _, steps, _ = _plan(parsed, outputs)
     params = ", ".join(variables[lever] for lever in parsed.levers)
     lines = [f"def {name}({params}):"]
-    for node in order:
-        lines.append(f"    {variables[node]} = {_NAME.sub(rename, formulas[node])}")
-    results = ", ".join(variables[node] for node in order)
-    lines.append(f"    return ({results},)")
+    for node, expression, dead in steps:
+        lines.append(f"    {variables[node]} = {expression}")
+        if dead:
+            lines.append("    del " + ", ".join(variables[d] for d in dead))
+    lines.append(f"    return ({', '.join(variables[o] for o in outs)},)")
     return "\n".join(lines) + "\n"
 
 
@@ -329,96 +364,84 @@ class Baseline:
     """A compiled baseline function with its argument and result order.
 
     Attributes:
-        func: ``func(*levers) -> tuple`` of computed nodes in :attr:`order`.
+        func: ``func(*levers) -> tuple`` of :attr:`outputs`.
         levers: argument order.
-        order: computed nodes in the (topological) order of the returned tuple.
+        outputs: names of the returned values, in order.
+        order: computed nodes in topological (evaluation) order.
+        peak_live: most computed arrays alive at once (for memory estimates).
     """
 
     func: Callable[..., tuple[Any, ...]]
     levers: tuple[str, ...]
+    outputs: tuple[str, ...]
     order: tuple[str, ...]
-
-    @property
-    def nodes(self) -> tuple[str, ...]:
-        """Levers then computed nodes in topological order."""
-        return self.levers + self.order
+    peak_live: int
 
     def scalars(self, values: Mapping[str, float]) -> dict[str, float]:
-        """Evaluate every node at scalar lever values; levers included in the result."""
+        """Evaluate at scalar lever values; returns output name -> value."""
         results = self.func(*(values[lever] for lever in self.levers))
-        out = {lever: values[lever] for lever in self.levers}
-        out.update(zip(self.order, results, strict=True))
-        return out
+        return dict(zip(self.outputs, results, strict=True))
 
 
-def build_baseline(spec: str | Spec) -> Baseline:
-    """Generate, compile and return the baseline function of a spec (text to callable)."""
+def build_baseline(spec: str | Spec, outputs: Sequence[str] | None = None) -> Baseline:
+    """Generate, compile and return the baseline function of a spec (text to callable).
+
+    Args:
+        spec: formula text or a :class:`Spec`.
+        outputs: names the function returns; default every computed node.
+    """
     parsed = _as_spec(spec)
-    source = baseline_source(parsed)
+    _, outs, order, _, peak = _plan(parsed, outputs)
+    source = baseline_source(parsed, outs)
     namespace: dict[str, Any] = {}
-    exec(compile(source, "<kpitree-baseline>", "exec"), namespace)  # noqa: S102
-    return Baseline(namespace["baseline"], parsed.levers, parsed.topological_order())
-
-
-def _output_positions(baseline: Baseline, outputs: Sequence[str]) -> list[tuple[bool, int]]:
-    lever_index = {name: i for i, name in enumerate(baseline.levers)}
-    node_index = {name: i for i, name in enumerate(baseline.order)}
-    positions = []
-    for name in outputs:
-        if name in node_index:
-            positions.append((False, node_index[name]))
-        elif name in lever_index:
-            positions.append((True, lever_index[name]))
-        else:
-            raise KeyError(name)
-    return positions
+    exec(compile(source, "<kpitree-baseline>", "exec"), namespace)
+    return Baseline(namespace["baseline"], parsed.levers, outs, order, peak)
 
 
 def run_baseline(
     baseline: Baseline,
     inputs: Mapping[str, np.ndarray],
     n_rows: int,
-    outputs: Sequence[str],
-    block_rows: int = 4096,
+    outputs: Sequence[str] | None = None,
+    block_rows: int = 8192,
     out: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Evaluate the baseline on blocks of rows, writing ``outputs`` into preallocated rows.
+    """Evaluate the baseline on blocks of rows, writing outputs into preallocated rows.
 
     Args:
         baseline: from :func:`build_baseline`.
         inputs: lever name -> array of length ``n_rows``.
         n_rows: number of rows.
-        outputs: node names to keep (levers or computed nodes).
+        outputs: names to keep, a subset of ``baseline.outputs`` (default all of them).
         block_rows: rows per call of the baseline function.
         out: optional preallocated ``(len(outputs), n_rows)`` float64 array.
 
     Returns:
         Output name -> row of ``out`` (a view).
     """
+    names = baseline.outputs if outputs is None else tuple(outputs)
+    index = {name: i for i, name in enumerate(baseline.outputs)}
+    positions = [index[name] for name in names]
     if out is None:
-        out = np.empty((len(outputs), n_rows))
+        out = np.empty((len(names), n_rows))
     arrays = [inputs[lever] for lever in baseline.levers]
-    positions = _output_positions(baseline, outputs)
     func = baseline.func
+    rows = list(zip(out, positions, strict=True))
     for start in range(0, n_rows, block_rows):
         stop = min(start + block_rows, n_rows)
-        args = [a[start:stop] for a in arrays]
-        results = func(*args)
-        for row, (is_lever, index) in zip(out, positions, strict=True):
-            row[start:stop] = args[index] if is_lever else results[index]
-    return dict(zip(outputs, out, strict=True))
+        results = func(*[a[start:stop] for a in arrays])
+        for row, position in rows:
+            row[start:stop] = results[position]
+    return dict(zip(names, out, strict=True))
 
 
 def run_baseline_whole(
     baseline: Baseline,
     inputs: Mapping[str, np.ndarray],
-    outputs: Sequence[str],
+    outputs: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Evaluate the baseline once on whole arrays (no blocking); returns the outputs."""
-    arrays = [inputs[lever] for lever in baseline.levers]
-    results = baseline.func(*arrays)
-    positions = _output_positions(baseline, outputs)
-    return {
-        name: arrays[index] if is_lever else results[index]
-        for name, (is_lever, index) in zip(outputs, positions, strict=True)
-    }
+    names = baseline.outputs if outputs is None else tuple(outputs)
+    values = baseline.func(*(inputs[lever] for lever in baseline.levers))
+    results = dict(zip(baseline.outputs, values, strict=True))
+    return {name: results[name] for name in names}
