@@ -23,20 +23,29 @@ array([[10., 20.]])
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+from .tree import post_order
 
 if TYPE_CHECKING:
     from .tree import Tree
 
-__all__ = ["BLOCK_ROWS", "CompiledTree", "NonFiniteError", "compile_tree"]
+__all__ = ["BLOCK_ROWS", "CompiledTree", "FaultError", "NonFiniteError", "compile_tree"]
 
 #: rows evaluated per call of the generated function (tuned in benchmarks/)
 BLOCK_ROWS = 4096
+
+Mode = Literal["guarded", "plain", "diagnostic"]
+
+
+class FaultError(ArithmeticError):
+    """Internal: a guarded run met a bound violation or a floating-point fault."""
 
 
 class NonFiniteError(ArithmeticError):
@@ -53,15 +62,16 @@ class CompiledTree:
     """A generated evaluator for some nodes of a tree.
 
     ``inputs`` are the values :meth:`run` expects, in order (levers, and computed
-    nodes held fixed); ``outputs`` the rows of the array it returns.
+    nodes held fixed); ``outputs`` the rows of the array it returns; ``source`` the
+    generated function of the fast, guarded path.
     """
 
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     source: str
-    kernel: Callable[[list, np.ndarray], None] = field(repr=False)
-    checked_source: Callable[[], str] = field(repr=False)  # generated only to diagnose a fault
+    generate: Callable[[Mode], str] = field(repr=False)
     computed: tuple[str, ...] = field(repr=False)
+    kernels: dict[str, Callable[[list, np.ndarray], None]] = field(repr=False, default_factory=dict)
 
     def run(
         self,
@@ -73,56 +83,68 @@ class CompiledTree:
     ) -> np.ndarray:
         """Evaluate on ``values`` (one per input: a float or an array of ``n_rows``).
 
-        Returns an array of shape ``(len(outputs), n_rows)``. With ``check`` a
+        Returns an array of shape ``(len(outputs), n_rows)``. With ``check``, the run
+        is guarded: an input or output outside its bounds, NaN in a bounded input, a
         division by zero, log of a non-positive number or overflow raises
-        :class:`NonFiniteError` naming the first node and rows at fault; without,
-        values follow IEEE semantics (``inf``, ``nan``).
+        :class:`FaultError` (then :meth:`locate` names the node); without, values
+        follow IEEE semantics (``inf``, ``nan``).
         """
-        values = [v if isinstance(v, np.ndarray) else np.float64(v) for v in values]
+        values = _as_values(values)
         out = np.empty((len(self.outputs), n_rows))
-        arrays = [i for i, v in enumerate(values) if np.ndim(v)]
         if not check:
             with np.errstate(all="ignore"):
-                self._loop(self.kernel, values, arrays, out, block_rows)
+                self._loop(self._kernel("plain"), values, out, block_rows)
             return out
         try:
             with np.errstate(divide="raise", invalid="raise", over="raise", under="ignore"):
-                self._loop(self.kernel, values, arrays, out, block_rows)
-        except (FloatingPointError, ZeroDivisionError, OverflowError):
-            self._diagnose(values, arrays, n_rows, block_rows)
+                self._loop(self._kernel("guarded"), values, out, block_rows)
+        except (FloatingPointError, ZeroDivisionError, OverflowError, _BoundError):
+            raise FaultError from None
         return out
 
+    def locate(
+        self, values: Sequence[np.ndarray | float], n_rows: int, *, block_rows: int = BLOCK_ROWS
+    ) -> NonFiniteError | None:
+        """The first node whose value is not finite while its inputs are, if any."""
+        values = _as_values(values)
+        scratch = np.empty((len(self.outputs), n_rows))
+        try:
+            with np.errstate(all="ignore"):
+                self._loop(self._kernel("diagnostic"), values, scratch, block_rows)
+        except NonFiniteError as fault:
+            return fault
+        return None
+
+    def _kernel(self, mode: Mode) -> Callable[[list, np.ndarray], None]:
+        kernel = self.kernels.get(mode)
+        if kernel is None:
+            source = self.source if mode == "guarded" else self.generate(mode)
+            kernel = self.kernels[mode] = _build_kernel(source, names=self.computed)
+        return kernel
+
+    @staticmethod
     def _loop(
-        self,
-        kernel: Callable[[list, np.ndarray], None],
-        values: list,
-        arrays: list[int],
-        out: np.ndarray,
-        block_rows: int,
+        kernel: Callable[[list, np.ndarray], None], values: list, out: np.ndarray, block_rows: int
     ) -> None:
         n_rows = out.shape[1]
+        arrays = [i for i, v in enumerate(values) if v.ndim]
         block = list(values)
         for start in range(0, n_rows, block_rows):
             stop = min(start + block_rows, n_rows)
             for i in arrays:
                 block[i] = values[i][start:stop]
-            kernel(block, out[:, start:stop])
+            try:
+                kernel(block, out[:, start:stop])
+            except NonFiniteError as fault:
+                raise NonFiniteError(fault.node, fault.positions + start) from None
 
-    def _diagnose(self, values: list, arrays: list[int], n_rows: int, block_rows: int) -> None:
-        """Re-run with a finiteness check after every node to name the culprit."""
-        checked = _build_kernel(self.checked_source(), names=self.computed)
-        scratch = np.empty((len(self.outputs), n_rows))
-        block = list(values)
-        with np.errstate(all="ignore"):
-            for start in range(0, n_rows, block_rows):
-                stop = min(start + block_rows, n_rows)
-                for i in arrays:
-                    block[i] = values[i][start:stop]
-                try:
-                    checked(block, scratch[:, start:stop])
-                except NonFiniteError as fault:
-                    raise NonFiniteError(fault.node, fault.positions + start) from None
-        raise NonFiniteError("", np.array([0], dtype=np.intp))  # pragma: no cover - flags lied
+
+def _as_values(values: Sequence[np.ndarray | float]) -> list[np.ndarray]:
+    return [v if isinstance(v, np.ndarray) else np.float64(v) for v in values]
+
+
+class _BoundError(Exception):
+    """Raised by a guard in generated code; the caller locates the fault slowly."""
 
 
 def compile_tree(
@@ -149,24 +171,16 @@ def _compile(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> Com
     is_input = {n: n in fixed or tree.node(n).is_lever for n in needed}
     inputs = tuple(n for n in needed if is_input[n])
     computed = [n for n in needed if not is_input[n]]
-    variables = {name: f"v{i}" for i, name in enumerate(needed)}
-    source = _generate(tree, outputs, inputs, computed, variables, check=False)
-    checked = partial(_generate, tree, outputs, inputs, computed, variables, check=True)
-    return CompiledTree(inputs, outputs, source, _build_kernel(source), checked, tuple(computed))
+    variables = {name: f"v{i}" for i, name in enumerate([*inputs, *computed])}
+    generate = partial(_generate, tree, outputs, inputs, computed, variables)
+    source = generate("guarded")
+    kernels = {"guarded": _build_kernel(source, names=computed)}  # the fast path, built now
+    return CompiledTree(inputs, outputs, source, generate, tuple(computed), kernels)
 
 
 def _needed(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> list[str]:
-    """The outputs and what they depend on (stopping at fixed nodes), in topological order."""
-    seen: set[str] = set()
-    stack = list(outputs)
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        if name not in fixed:
-            stack.extend(tree.children(name))
-    return [name for name in tree.order if name in seen]
+    """The outputs and what they depend on (stopping at fixed nodes), depth first."""
+    return post_order(outputs, tree.children, stop=fixed)
 
 
 def _generate(
@@ -175,29 +189,63 @@ def _generate(
     inputs: tuple[str, ...],
     computed: list[str],
     variables: dict[str, str],
-    *,
-    check: bool,
+    mode: Mode,
 ) -> str:
+    """The kernel's source: one statement per computed node, in the order given.
+
+    ``guarded`` adds a bound check on each bounded input just before its first use
+    (while its block is in cache) and on each bounded output; ``diagnostic`` checks
+    every node's finiteness instead; ``plain`` checks nothing.
+    """
     last_use = _last_use(tree, computed)
     slots: dict[str, list[int]] = {}
     for j, name in enumerate(outputs):
         slots.setdefault(name, []).append(j)
+    guards = _input_guards(tree, inputs, variables) if mode == "guarded" else {}
+    read = {child for name in computed for child in tree.children(name)}
     lines = ["def _kernel(L, O):"]
     for i, name in enumerate(inputs):
         lines.append(f"    {variables[name]} = L[{i}]")
+        if name not in read:  # an input nobody reads is guarded where it is loaded
+            lines.extend(guards.pop(name, []))
         lines.extend(f"    O[{j}] = {variables[name]}" for j in slots.get(name, ()))
     for step, name in enumerate(computed):
-        formula = tree.node(name).formula
+        for child in tree.children(name):
+            lines.extend(guards.pop(child, []))
         var = variables[name]
-        lines.append(f"    {var} = {formula.to_numpy(variables)}")  # type: ignore[union-attr]
-        if check:
+        lines.append(f"    {var} = {tree.node(name).formula.to_numpy(variables)}")  # type: ignore[union-attr]
+        if mode == "diagnostic":
             inputs_of = ", ".join(variables[c] for c in tree.children(name))
             lines.append(f"    _check(_names[{step}], {var}, {inputs_of})")
+        if mode == "guarded" and name in slots:
+            lines.extend(_guard(var, tree.node(name).bounds))
         lines.extend(f"    O[{j}] = {var}" for j in slots.get(name, ()))
         dead = [variables[n] for n in last_use.get(name, ())]
         if dead:
             lines.append(f"    del {', '.join(dead)}")
     return "\n".join(lines) + "\n"
+
+
+def _input_guards(
+    tree: Tree, inputs: tuple[str, ...], variables: dict[str, str]
+) -> dict[str, list[str]]:
+    """Guard lines per bounded input, emitted just before the input's first reader."""
+    guards = {name: _guard(variables[name], tree.node(name).bounds) for name in inputs}
+    return {name: lines for name, lines in guards.items() if lines}
+
+
+def _guard(var: str, bounds: tuple[float, float] | None) -> list[str]:
+    if bounds is None:
+        return []
+    low, high = bounds
+    tests = []
+    if math.isfinite(low):
+        tests.append(f"{low!r} <= {var}.min()")
+    if math.isfinite(high):
+        tests.append(f"{var}.max() <= {high!r}")
+    if not tests:
+        return []
+    return [f"    if not ({' and '.join(tests)}):", "        raise _BoundError"]
 
 
 def _last_use(tree: Tree, computed: list[str]) -> dict[str, list[str]]:
@@ -222,7 +270,12 @@ def _check(node: str, value: np.ndarray | float, *inputs: np.ndarray | float) ->
 
 
 def _build_kernel(source: str, *, names: Sequence[str] = ()) -> Callable[[list, np.ndarray], None]:
-    namespace: dict[str, object] = {"_np": np, "_check": _check, "_names": list(names)}
+    namespace: dict[str, object] = {
+        "_np": np,
+        "_check": _check,
+        "_names": list(names),
+        "_BoundError": _BoundError,
+    }
     code = compile(source, "<kpitree-compiled>", "exec")
     exec(code, namespace)  # safe: source is generated from parsed syntax trees, see module doc
     return namespace["_kernel"]  # type: ignore[return-value]

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .compile import CompiledTree, NonFiniteError, compile_tree
+from .compile import CompiledTree, FaultError, NonFiniteError, compile_tree
 from .errors import DataError, DataWarning, OptionError, warn
 from .tree import Tree
 
@@ -76,13 +76,16 @@ def evaluate_array(
         message = f"errors must be 'raise', 'warn' or 'ignore', not {errors!r}"
         raise OptionError(message, option="errors")
     compiled = compile_tree(tree, outputs, fixed=fixed)
-    values = [frame.values_for(tree, name, errors) for name in compiled.inputs]
-    result = _run(tree, compiled, values, frame, errors)
-    if errors != "ignore":
-        for j, name in enumerate(compiled.outputs):
-            if name not in compiled.inputs:
-                _check_bounds(tree, name, result[j], frame.index, errors)
-    return result
+    values = [frame.values_for(tree, name) for name in compiled.inputs]
+    if errors == "ignore":
+        return compiled.run(values, frame.n_rows, check=False)
+    try:
+        result = compiled.run(values, frame.n_rows)
+        if _all_finite(result):
+            return result
+    except FaultError:
+        pass
+    return _explain(tree, compiled, values, frame, errors)
 
 
 @dataclass(frozen=True)
@@ -119,30 +122,30 @@ class Inputs:
     def n_rows(self) -> int:
         return len(self.index)
 
-    def values_for(self, tree: Tree, name: str, errors: Errors) -> np.ndarray | float:
-        """The checked float values of lever ``name`` (its baseline when not given)."""
+    def values_for(self, tree: Tree, name: str) -> np.ndarray | float:
+        """The float values of lever ``name`` (its baseline when not given).
+
+        Values are checked against the node's bounds by the compiled evaluator itself.
+        """
         if name not in self.columns:
             baseline = tree.node(name).baseline
             if baseline is None:
                 message = f"lever {name!r} is missing from the inputs and has no baseline"
                 raise DataError(message, node=name, column=name, reason="missing")
-            return baseline  # validated when the tree was built
+            return baseline
         raw = self.columns[name]
-        if type(raw) in (float, int, np.float64) and _plainly_valid(tree, name, float(raw)):
-            return float(raw)  # the common what-if case, without numpy reductions
+        if type(raw) in (float, int, np.float64):
+            return float(raw)
         values = _as_float(raw, name)
         if values.ndim > 1:
             raise DataError(f"input {name!r} must be one-dimensional", column=name, node=name)
-        if errors != "ignore":
-            _check_input(tree, name, values, self.index, errors)
         return values if values.ndim else float(values)
 
 
-def _plainly_valid(tree: Tree, name: str, value: float) -> bool:
-    bounds = tree.node(name).bounds
-    if bounds is None:
-        return math.isfinite(value)
-    return bounds[0] <= value <= bounds[1] and math.isfinite(value)
+def _all_finite(result: np.ndarray) -> bool:
+    """One fast pass: a finite sum means no NaN or infinity (a huge sum double-checks)."""
+    total = float(np.sum(result))
+    return math.isfinite(total) or bool(np.isfinite(result).all())
 
 
 def _as_names(nodes: Sequence[str] | str) -> list[str]:
@@ -219,19 +222,27 @@ def _labels(index: pd.Index, positions: np.ndarray) -> list[Hashable]:
     return [index[int(p)] for p in positions[:_SHOWN_ROWS]]
 
 
-def _run(
+def _explain(
     tree: Tree, compiled: CompiledTree, values: list, frame: Inputs, errors: Errors
 ) -> np.ndarray:
-    if errors == "ignore":
-        return compiled.run(values, frame.n_rows, check=False)
-    try:
-        return compiled.run(values, frame.n_rows)
-    except NonFiniteError as fault:
+    """The slow path after a fault: name the input, node or output at fault and its rows.
+
+    Raises the first problem under ``errors="raise"``; warns about each and returns the
+    IEEE values under ``"warn"``.
+    """
+    for name, value in zip(compiled.inputs, values, strict=True):
+        _check_input(tree, name, np.asarray(value), frame.index, errors)
+    fault = compiled.locate(values, frame.n_rows)
+    if fault is not None:
         error = _fault_error(tree, fault, compiled, values, frame)
-    if errors == "raise":
-        raise error
-    warn(str(error), DataWarning)
-    return compiled.run(values, frame.n_rows, check=False)
+        if errors == "raise":
+            raise error
+        warn(str(error), DataWarning)
+    result = compiled.run(values, frame.n_rows, check=False)
+    for j, name in enumerate(compiled.outputs):
+        if name not in compiled.inputs:
+            _check_bounds(tree, name, result[j], frame.index, errors)
+    return result
 
 
 def _fault_error(

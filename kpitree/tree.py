@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -455,10 +455,50 @@ def _build_graph(nodes: Mapping[str, Node]) -> nx.DiGraph:
     return graph
 
 
+def post_order(
+    starts: Iterable[str],
+    children: Callable[[str], Iterable[str]],
+    *,
+    stop: Container[str] = frozenset(),
+) -> list[str]:
+    """Depth-first post-order from ``starts``: every node after its children.
+
+    Evaluating in this order finishes one branch before starting the next, so far fewer
+    intermediates are alive at once than in a level-by-level order. Nodes in ``stop``
+    are visited but not descended into. Raises ``_CycleError`` on a loop.
+    """
+    order: list[str] = []
+    state: dict[str, bool] = {}  # False while on the path, True when done
+    for start in starts:
+        if start in state:
+            continue
+        state[start] = False
+        stack = [(start, iter(() if start in stop else children(start)))]
+        while stack:
+            node, pending = stack[-1]
+            for child in pending:
+                done = state.get(child)
+                if done is None:
+                    state[child] = False
+                    stack.append((child, iter(() if child in stop else children(child))))
+                    break
+                if not done:
+                    raise _CycleError
+            else:
+                stack.pop()
+                state[node] = True
+                order.append(node)
+    return order
+
+
+class _CycleError(Exception):
+    pass
+
+
 def _topological_order(graph: nx.DiGraph) -> tuple[str, ...]:
     try:
-        return tuple(nx.topological_sort(graph))
-    except nx.NetworkXUnfeasible:
+        return tuple(post_order(graph, graph.predecessors))
+    except _CycleError:
         feeds = [edge[0] for edge in nx.find_cycle(graph)]  # edges run input -> user
         uses = feeds[::-1]
         declared = {name: i for i, name in enumerate(graph)}

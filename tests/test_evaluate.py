@@ -80,7 +80,7 @@ def test_compiled_evaluator_is_cached_and_holds_no_user_text(funnel: Tree) -> No
 
 def test_evaluating_a_few_nodes_only_computes_what_they_need(funnel: Tree) -> None:
     compiled = funnel.compile(["leads"])
-    assert compiled.inputs == ("request_rate", "sns", "search", "ads")
+    assert compiled.inputs == ("sns", "search", "ads", "request_rate")  # depth first
     assert compiled.source.count(" = (") == 2  # visits and leads
 
 
@@ -120,6 +120,32 @@ def test_out_of_bounds_lever(funnel: Tree) -> None:
         kpitree.evaluate(funnel, {"win_rate": [0.2, 1.5, -0.1]})
     assert info.value.rows == [1, 2] and info.value.reason == "out of bounds"
     assert str(info.value).endswith(": 1.5, -0.1")
+
+
+def test_faults_in_later_blocks_are_found_with_their_row_labels(funnel: Tree) -> None:
+    n = 3 * BLOCK_ROWS
+    index = pd.RangeIndex(1000, 1000 + n)
+    ads, win_rate = np.full(n, 1000.0), np.full(n, 0.25)
+    ads[2 * BLOCK_ROWS + 7] = np.nan  # an unbounded lever: found through the result
+    with pytest.raises(DataError) as info:
+        kpitree.evaluate(funnel, pd.DataFrame({"ads": ads}, index=index), nodes=["revenue"])
+    assert (info.value.column, info.value.rows) == ("ads", [1000 + 2 * BLOCK_ROWS + 7])
+    win_rate[BLOCK_ROWS + 1] = 1.01  # a bounded lever: found by the guard
+    frame = pd.DataFrame({"win_rate": win_rate}, index=index)
+    with pytest.raises(DataError, match="outside its bounds") as info:
+        kpitree.evaluate(funnel, frame, nodes=["revenue"])
+    assert info.value.rows == [1000 + BLOCK_ROWS + 1]
+
+
+def test_bounds_are_checked_just_before_first_use(funnel: Tree) -> None:
+    lines = funnel.compile(["new_customers"]).source.splitlines()
+    guards = [i for i, line in enumerate(lines) if line.startswith("    if not (0.0 <= ")]
+    assert len(guards) == 3  # request_rate, sql_rate and win_rate are bounded in [0, 1]
+    for i in guards:
+        var = re.match(r"    if not \(0\.0 <= (v\d+)\.min\(\) and \1\.max\(\) <= 1\.0\):", lines[i])
+        assert var is not None and lines[i + 1] == "        raise _BoundError"
+        reads = [j for j, line in enumerate(lines) if re.match(rf"    v\d+ = .*\b{var[1]}\b", line)]
+        assert reads[0] == i + 2  # the statement right after the guard is its first reader
 
 
 def test_out_of_bounds_computed_node() -> None:
