@@ -140,7 +140,8 @@ class CompiledTree:
 
 
 def _as_values(values: Sequence[np.ndarray | float]) -> list[np.ndarray]:
-    return [v if isinstance(v, np.ndarray) else np.float64(v) for v in values]
+    """Arrays as they are; scalars as 0-d arrays, which follow numpy's error state."""
+    return [v if isinstance(v, np.ndarray) else np.asarray(v, dtype=np.float64) for v in values]
 
 
 class _BoundError(Exception):

@@ -134,7 +134,7 @@ class Inputs:
                 raise DataError(message, node=name, column=name, reason="missing")
             return baseline
         raw = self.columns[name]
-        if type(raw) in (float, int, np.float64):
+        if isinstance(raw, (float, int, np.floating)) and not isinstance(raw, bool):
             return float(raw)
         values = _as_float(raw, name)
         if values.ndim > 1:
