@@ -512,19 +512,25 @@ def _combine(node: Expr, sources: list[str]) -> str:
             text += f" {'/' if divide else '*'} {part}"
         return f"({text})"
     if isinstance(node, Power):
-        exponent = node.exponent
-        small_integer = (
-            isinstance(exponent, Num)
-            and exponent.value.denominator == 1
-            and abs(exponent.value) <= 64
-        )
-        power = str(exponent.value.numerator) if small_integer else sources[1]  # type: ignore[union-attr]
-        return f"({sources[0]} ** {power})"
+        exponent = _small_integer(sources[1])
+        if exponent is not None:  # numpy's fast paths; a float to an integer power is real
+            return f"({sources[0]} ** {exponent})"
+        # never `**`: a negative Python float to a fractional power would be complex
+        return f"_np.power({sources[0]}, {sources[1]})"
     if not isinstance(node, Call):  # pragma: no cover - the grammar has no other node
         raise TypeError(f"unknown syntax node {node!r}")
     if node.func in ("min", "max"):
         return _balanced_reduce("_np.minimum" if node.func == "min" else "_np.maximum", sources)
     return f"{_NUMPY_FUNCTIONS[node.func]}({sources[0]})"
+
+
+def _small_integer(source: str) -> int | None:
+    """The integer a folded constant's source stands for, if it is one of at most 64."""
+    try:
+        value = float(source)
+    except ValueError:
+        return None  # not a constant
+    return int(value) if value.is_integer() and abs(value) <= 64 else None
 
 
 def _balanced_reduce(ufunc: str, args: list[str]) -> str:

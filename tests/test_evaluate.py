@@ -174,6 +174,28 @@ def test_non_finite_results_name_node_row_and_inputs(spec, inputs, node, fragmen
     assert fragment in str(error)
 
 
+@pytest.mark.parametrize(
+    ("spec", "inputs", "node"),
+    [
+        ("rate = sqls / mqls", {"sqls": 3.0, "mqls": 0.0}, "rate"),
+        ("y = x ** 0.5 + 1", {"x": -4.0}, "y"),  # complex in Python floats, never returned
+        ("y = abs(x ** 1.5)", {"x": -4.0}, "y"),
+        ("y = exp(x) * 2", {"x": 1000.0}, "y"),
+        ("y = x * 1e300", {"x": 1e10}, "y"),  # a silent inf in Python floats
+        ("y = log(x)", {"x": 0.0}, "y"),
+    ],
+)
+def test_single_states_fail_like_many_rows(spec, inputs, node) -> None:
+    tree = Tree.from_formulas(spec)
+    with pytest.raises(DataError) as info:
+        kpitree.evaluate(tree, inputs)
+    assert (info.value.node, info.value.rows, info.value.reason) == (node, [0], "not finite")
+    many = {name: [1.0, value] for name, value in inputs.items()}
+    with pytest.raises(DataError) as info:
+        kpitree.evaluate(tree, many)
+    assert (info.value.node, info.value.rows) == (node, [1])
+
+
 def test_the_culprit_is_where_non_finite_values_start_not_where_they_spread() -> None:
     tree = Tree.from_formulas("top = ratio * 2 + other\nratio = a / b\nother = c * 3")
     n = 2 * BLOCK_ROWS + 10

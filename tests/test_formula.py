@@ -68,6 +68,18 @@ def test_numpy_source_uses_only_the_given_variables() -> None:
     assert source == "((v0 * (1.0 - v1) / _np.maximum(v2, 2.0)) + _np.log(v3))"
 
 
+def test_numpy_source_powers() -> None:
+    variables = {"x": "v0", "y": "v1"}
+    assert parse_formula("x ** 2").to_numpy(variables) == "(v0 ** 2)"
+    assert parse_formula("x ** -3").to_numpy(variables) == "(v0 ** -3)"
+    assert parse_formula("x ** 0.5").to_numpy(variables) == "_np.power(v0, 0.5)"
+    assert parse_formula("x ** y").to_numpy(variables) == "_np.power(v0, v1)"
+    # a negative Python float to a fractional power is complex; numpy's power is nan
+    with np.errstate(invalid="ignore"):
+        value = eval(parse_formula("x ** 0.5").to_numpy(variables), {"_np": np, "v0": -4.0})
+    assert math.isnan(value)
+
+
 def test_numpy_source_folds_constants() -> None:
     assert parse_formula("x * (2 ** 10 + 1 / 4)").to_numpy({"x": "v0"}) == "(v0 * 1024.25)"
 
