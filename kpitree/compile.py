@@ -89,7 +89,7 @@ class CompiledTree:
         :class:`FaultError` (then :meth:`locate` names the node); without, values
         follow IEEE semantics (``inf``, ``nan``).
         """
-        if check and n_rows == 1 and not any(np.ndim(v) for v in values):
+        if check and n_rows == 1 and all(map(is_scalar, values)):
             return self._run_scalar([float(v) for v in values])
         values = _as_values(values)
         out = np.empty((len(self.outputs), n_rows))
@@ -151,6 +151,11 @@ class CompiledTree:
                 raise NonFiniteError(fault.node, fault.positions + start) from None
 
 
+def is_scalar(value: object) -> bool:
+    """True for a number or a 0-d array (fast for plain floats)."""
+    return type(value) is float or np.ndim(value) == 0
+
+
 def _as_values(values: Sequence[np.ndarray | float]) -> list[np.ndarray]:
     """Arrays as they are; scalars as 0-d arrays, which follow numpy's error state."""
     return [v if isinstance(v, np.ndarray) else np.asarray(v, dtype=np.float64) for v in values]
@@ -168,14 +173,13 @@ def compile_tree(
     Nodes in ``fixed`` are read as inputs instead of computed from their formula
     (how a what-if overrides a computed node).
     """
-    outputs = tuple(tree.nodes if nodes is None else nodes)
-    for name in (*outputs, *fixed):
-        tree.node(name)  # raises UnknownNodeError
+    outputs = tree.nodes if nodes is None else tuple(nodes)
     key = ("compiled", outputs, fixed)
     cached = tree._cache.get(key)
     if cached is None:
-        cached = _compile(tree, outputs, fixed)
-        tree._cache[key] = cached
+        for name in (*outputs, *fixed):
+            tree.node(name)  # raises UnknownNodeError
+        cached = tree._cache[key] = _compile(tree, outputs, fixed)
     return cached
 
 

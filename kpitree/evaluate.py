@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .compile import CompiledTree, FaultError, NonFiniteError, compile_tree
+from .compile import CompiledTree, FaultError, NonFiniteError, compile_tree, is_scalar
 from .errors import DataError, DataWarning, OptionError, warn
 from .tree import Tree
 
@@ -106,7 +106,7 @@ class Inputs:
         if not isinstance(inputs, Mapping):
             message = f"inputs must be a DataFrame or a mapping, not {type(inputs).__name__}"
             raise DataError(message, reason="not a table")
-        lengths = {name: np.size(v) for name, v in inputs.items() if np.ndim(v) > 0}
+        lengths = {name: np.size(v) for name, v in inputs.items() if not is_scalar(v)}
         sizes = set(lengths.values())
         if len(sizes) > 1:
             longest = max(lengths, key=lengths.__getitem__)

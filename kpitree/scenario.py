@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .compile import is_scalar
 from .errors import ScenarioError
 from .evaluate import Errors, Inputs, evaluate_array
 from .tree import Tree
@@ -117,7 +118,7 @@ def _one_state(baseline: Any) -> dict[Any, float]:
         return baseline.iloc[0].to_dict()
     state = dict(baseline)
     for name, value in state.items():
-        if np.ndim(value) != 0:
+        if not is_scalar(value):
             raise ScenarioError(f"a what-if baseline is one state; {name!r} has many values")
     return state
 
