@@ -76,8 +76,9 @@ _TOKEN = re.compile(
   | (?P<number>(?:{_DIGITS}(?:\.(?:{_DIGITS})?)?|\.{_DIGITS})(?:[eE][+-]?\d+)?)
   | (?P<name>[^\W\d]\w*)
   | (?P<op>\*\*|[-+*/(),])
+  | (?P<bad>.)
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.DOTALL,
 )
 
 
@@ -206,17 +207,12 @@ class _Token:
 
 def _tokenize(text: str) -> list[_Token]:
     tokens: list[_Token] = []
-    position = 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None:
-            raise FormulaError(_unexpected(text[position]), text=text, position=position)
-        kind = match.lastgroup or ""
-        if kind == "name" and not match.group().isidentifier():
-            raise FormulaError(_unexpected(text[position]), text=text, position=position)
+    for match in _TOKEN.finditer(text):
+        kind, value, position = match.lastgroup, match.group(), match.start()
+        if kind == "bad" or (kind == "name" and not value.isidentifier()):
+            raise FormulaError(_unexpected(value[0]), text=text, position=position)
         if kind != "space":
-            tokens.append(_Token(kind, match.group(), position))
-        position = match.end()
+            tokens.append(_Token(kind, value, position))  # type: ignore[arg-type]
     tokens.append(_Token("end", "", len(text)))
     return tokens
 

@@ -88,7 +88,7 @@ class Tree:
 
     _nodes: dict[str, Node]
     _name: str | None
-    _graph: nx.DiGraph
+    _users: dict[str, list[str]]
     _order: tuple[str, ...]
     _cache: dict[Any, Any]
 
@@ -98,17 +98,19 @@ class Tree:
             if node.name in declared:
                 raise SpecError(f"node {node.name!r} is declared twice", node=node.name)
             declared[node.name] = node
+        users: dict[str, list[str]] = {}
         for node in list(declared.values()):
             for used in node.formula.names if node.formula else ():
                 if used == node.name:
                     raise _self_reference(node)
-                declared.setdefault(used, Node(used))
-        graph = _build_graph(declared)
+                if used not in declared:
+                    declared[used] = Node(used)
+                users.setdefault(used, []).append(node.name)
         fields = {
             "_nodes": declared,
             "_name": name,
-            "_graph": graph,
-            "_order": _topological_order(graph),
+            "_users": users,
+            "_order": _topological_order(declared),
             "_cache": {},  # compiled evaluators, keyed by what they compute
         }
         for key, value in fields.items():
@@ -184,7 +186,7 @@ class Tree:
     @cached_property
     def outputs(self) -> tuple[str, ...]:
         """The nodes no formula uses: the top KPIs."""
-        return tuple(n for n in self._nodes if self._graph.out_degree(n) == 0)
+        return tuple(n for n in self._nodes if n not in self._users)
 
     @property
     def top(self) -> str:
@@ -201,7 +203,7 @@ class Tree:
     @cached_property
     def graph(self) -> nx.DiGraph:
         """The DAG as a frozen ``networkx.DiGraph``, edges child -> parent."""
-        return nx.freeze(self._graph.copy())
+        return nx.freeze(_build_graph(self._nodes))
 
     def node(self, name: str) -> Node:
         """The :class:`Node` (formula and metadata) called ``name``."""
@@ -234,17 +236,17 @@ class Tree:
     def parents(self, name: str) -> tuple[str, ...]:
         """The nodes whose formulas use ``name``."""
         self.node(name)
-        return tuple(sorted(self._graph.successors(name), key=self._position))
+        return tuple(sorted(set(self._users.get(name, ())), key=self._position))
 
     def upstream(self, name: str) -> tuple[str, ...]:
         """Every node ``name`` depends on, directly or not, in topological order."""
         self.node(name)
-        return tuple(sorted(nx.ancestors(self._graph, name), key=self._topo_position))
+        return self._reachable(name, self.children)
 
     def downstream(self, name: str) -> tuple[str, ...]:
         """Every node that depends on ``name``, in topological order."""
         self.node(name)
-        return tuple(sorted(nx.descendants(self._graph, name), key=self._topo_position))
+        return self._reachable(name, lambda node: self._users.get(node, ()))
 
     def expand(self, name: str) -> sympy.Expr:
         """The formula of ``name`` written in levers only (substituted level by level)."""
@@ -353,6 +355,16 @@ class Tree:
     @cached_property
     def _topo_positions(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self._order)}
+
+    def _reachable(self, name: str, step: Callable[[str], Iterable[str]]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        stack = list(step(name))
+        while stack:
+            node = stack.pop()
+            if node not in seen:
+                seen.add(node)
+                stack.extend(step(node))
+        return tuple(sorted(seen, key=self._topo_position))
 
     def _position(self, name: str) -> int:
         return self._positions[name]
@@ -495,10 +507,15 @@ class _CycleError(Exception):
     pass
 
 
-def _topological_order(graph: nx.DiGraph) -> tuple[str, ...]:
+def _topological_order(nodes: Mapping[str, Node]) -> tuple[str, ...]:
+    def children(name: str) -> tuple[str, ...]:
+        formula = nodes[name].formula
+        return formula.names if formula else ()
+
     try:
-        return tuple(post_order(graph, graph.predecessors))
+        return tuple(post_order(nodes, children))
     except _CycleError:
+        graph = _build_graph(nodes)
         feeds = [edge[0] for edge in nx.find_cycle(graph)]  # edges run input -> user
         uses = feeds[::-1]
         declared = {name: i for i, name in enumerate(graph)}
