@@ -71,6 +71,7 @@ class CompiledTree:
     source: str
     generate: Callable[[Mode], str] = field(repr=False)
     computed: tuple[str, ...] = field(repr=False)
+    copies: tuple[tuple[int, int], ...] = field(repr=False)  # (output row, input) pairs
     kernels: dict[str, Callable[[list, np.ndarray], None]] = field(repr=False, default_factory=dict)
 
     def run(
@@ -107,6 +108,8 @@ class CompiledTree:
     def _run_scalar(self, values: list[float]) -> np.ndarray:
         """One state in plain Python floats: a what-if costs microseconds, not milliseconds."""
         out: list[float] = [0.0] * len(self.outputs)
+        for j, i in self.copies:
+            out[j] = values[i]
         try:
             with np.errstate(divide="raise", invalid="raise", over="raise", under="ignore"):
                 self._kernel("scalar")(values, out)  # type: ignore[arg-type]
@@ -134,11 +137,16 @@ class CompiledTree:
             kernel = self.kernels[mode] = _build_kernel(source, names=self.computed)
         return kernel
 
-    @staticmethod
     def _loop(
-        kernel: Callable[[list, np.ndarray], None], values: list, out: np.ndarray, block_rows: int
+        self,
+        kernel: Callable[[list, np.ndarray], None],
+        values: list,
+        out: np.ndarray,
+        block_rows: int,
     ) -> None:
         n_rows = out.shape[1]
+        for j, i in self.copies:
+            out[j] = values[i]
         arrays = [i for i, v in enumerate(values) if v.ndim]
         block = list(values)
         for start in range(0, n_rows, block_rows):
@@ -192,7 +200,9 @@ def _compile(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> Com
     generate = partial(_generate, tree, outputs, inputs, computed, variables)
     source = generate("guarded")
     kernels = {"guarded": _build_kernel(source, names=computed)}  # the fast path, built now
-    return CompiledTree(inputs, outputs, source, generate, tuple(computed), kernels)
+    position = {name: i for i, name in enumerate(inputs)}
+    copies = tuple((j, position[name]) for j, name in enumerate(outputs) if name in position)
+    return CompiledTree(inputs, outputs, source, generate, tuple(computed), copies, kernels)
 
 
 def _needed(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> list[str]:
@@ -224,11 +234,11 @@ def _generate(
     guards = _input_guards(tree, inputs, variables, scalar) if guarded else {}
     read = {child for name in computed for child in tree.children(name)}
     lines = ["def _kernel(L, O):"]
-    for i, name in enumerate(inputs):
-        lines.append(f"    {variables[name]} = L[{i}]")
+    if inputs:  # one unpacking statement; inputs that are outputs are copied by the caller
+        lines.append(f"    {', '.join(variables[name] for name in inputs)}, = L")
+    for name in inputs:
         if name not in read:  # an input nobody reads is guarded where it is loaded
             lines.extend(guards.pop(name, []))
-        lines.extend(f"    O[{j}] = {variables[name]}" for j in slots.get(name, ()))
     for step, name in enumerate(computed):
         for child in tree.children(name):
             lines.extend(guards.pop(child, []))
