@@ -207,6 +207,8 @@ def _compile(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> Com
 
 def _needed(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> list[str]:
     """The outputs and what they depend on (stopping at fixed nodes), depth first."""
+    if not fixed and outputs == tree.nodes:
+        return list(tree.order)  # the same walk, done when the tree was built
     return post_order(outputs, tree.children, stop=fixed)
 
 

@@ -165,30 +165,25 @@ def _as_float(value: Any, name: str) -> np.ndarray:
 def _check_input(
     tree: Tree, name: str, values: np.ndarray, index: pd.Index, errors: Errors
 ) -> None:
-    low, high = tree.node(name).bounds or (-np.inf, np.inf)
-    smallest, largest = (np.min(values), np.max(values)) if values.size else (0.0, 0.0)
-    if low <= smallest and largest <= high and np.isfinite(smallest) and np.isfinite(largest):
-        return  # the fast path: min and max propagate NaN
+    """Report NaN, infinities and out-of-bounds values of an input, with their rows."""
     bad = ~np.isfinite(values)
     if bad.any():
         kind = "NaN" if np.isnan(values).any() else "infinite values"
         _report(f"lever {name!r} has {kind}", name, bad, index, errors, reason="nan")
-    outside = (values < low) | (values > high)
-    if outside.any():
-        message = f"lever {name!r} is outside its bounds [{low:g}, {high:g}]"
-        _report(message, name, outside, index, errors, reason="out of bounds", values=values)
+    _check_bounds(tree, name, values, index, errors, what="lever")
 
 
 def _check_bounds(
-    tree: Tree, name: str, values: np.ndarray, index: pd.Index, errors: Errors
+    tree: Tree, name: str, values: np.ndarray, index: pd.Index, errors: Errors, what: str = "node"
 ) -> None:
+    """Report the rows where ``values`` of ``name`` lie outside its bounds."""
     bounds = tree.node(name).bounds
     if bounds is None:
         return
     low, high = bounds
     outside = (values < low) | (values > high)
     if outside.any():
-        message = f"node {name!r} is outside its bounds [{low:g}, {high:g}]"
+        message = f"{what} {name!r} is outside its bounds [{low:g}, {high:g}]"
         _report(message, name, outside, index, errors, reason="out of bounds", values=values)
 
 

@@ -67,8 +67,8 @@ class Node:
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        for key in ("owner", "unit", "stage", "description"):
-            value = getattr(self, key)
+        texts = (self.owner, self.unit, self.stage, self.description)
+        for key, value in zip(("owner", "unit", "stage", "description"), texts, strict=True):
             if value is not None and not isinstance(value, str):
                 message = f"{key} of {self.name!r} must be text, not {type(value).__name__}"
                 raise SpecError(message, node=self.name)
