@@ -227,34 +227,40 @@ def _generate(
     for plain Python floats; ``diagnostic`` checks every node's finiteness instead;
     ``plain`` checks nothing.
     """
-    last_use = _last_use(tree, computed)
+    formulas = {name: tree.node(name).formula for name in computed}
+    uses = {name: formula.names for name, formula in formulas.items() if formula is not None}
+    last_use = _last_use(uses)
     slots: dict[str, list[int]] = {}
     for j, name in enumerate(outputs):
         slots.setdefault(name, []).append(j)
     guarded = mode in ("guarded", "scalar")
     scalar = mode == "scalar"
     guards = _input_guards(tree, inputs, variables, scalar) if guarded else {}
-    read = {child for name in computed for child in tree.children(name)}
     lines = ["def _kernel(L, O):"]
     if inputs:  # one unpacking statement; inputs that are outputs are copied by the caller
         lines.append(f"    {', '.join(variables[name] for name in inputs)}, = L")
-    for name in inputs:
-        if name not in read:  # an input nobody reads is guarded where it is loaded
-            lines.extend(guards.pop(name, []))
+    if guards:
+        read = {child for children in uses.values() for child in children}
+        for name in inputs:
+            if name in guards and name not in read:  # never read: guarded where loaded
+                lines.extend(guards.pop(name))
     for step, name in enumerate(computed):
-        for child in tree.children(name):
-            lines.extend(guards.pop(child, []))
+        children = uses[name]
+        if guards:
+            for child in children:
+                lines.extend(guards.pop(child, ()))
         var = variables[name]
-        lines.append(f"    {var} = {tree.node(name).formula.to_numpy(variables)}")  # type: ignore[union-attr]
+        lines.append(f"    {var} = {formulas[name].to_numpy(variables)}")  # type: ignore[union-attr]
         if mode == "diagnostic":
-            inputs_of = ", ".join(variables[c] for c in tree.children(name))
+            inputs_of = ", ".join(variables[c] for c in children)
             lines.append(f"    _check(_names[{step}], {var}, {inputs_of})")
-        if guarded and name in slots:
-            lines.extend(_guard(var, tree.node(name).bounds, scalar))
-        lines.extend(f"    O[{j}] = {var}" for j in slots.get(name, ()))
-        dead = [variables[n] for n in last_use.get(name, ())]
+        if name in slots:
+            if guarded:
+                lines.extend(_guard(var, tree.node(name).bounds, scalar))
+            lines.extend(f"    O[{j}] = {var}" for j in slots[name])
+        dead = last_use.get(name)
         if dead:
-            lines.append(f"    del {', '.join(dead)}")
+            lines.append(f"    del {', '.join(variables[n] for n in dead)}")
     return "\n".join(lines) + "\n"
 
 
@@ -282,11 +288,11 @@ def _guard(var: str, bounds: tuple[float, float] | None, scalar: bool) -> list[s
     return [f"    if not ({' and '.join(tests)}):", "        raise _BoundError"]
 
 
-def _last_use(tree: Tree, computed: list[str]) -> dict[str, list[str]]:
-    """For each computed node, the variables whose last reader it is."""
+def _last_use(uses: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    """For each node (in evaluation order), the nodes whose last reader it is."""
     reader: dict[str, str] = {}
-    for name in computed:
-        for child in tree.children(name):
+    for name, children in uses.items():
+        for child in children:
             reader[child] = name
     dead: dict[str, list[str]] = {}
     for child, name in reader.items():

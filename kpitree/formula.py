@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -190,9 +190,9 @@ def parse_formula(text: str) -> Formula:
         raise FormulaError(f"formula is {len(text)} characters long; the limit is {MAX_LENGTH}")
     parser = _Parser(text)
     root = parser.parse()
-    _check_constants(root, text)
-    names = tuple(dict.fromkeys(_names(root)))
-    return Formula(text=text.strip(), root=root, names=names)
+    if any(token.kind == "number" for token in parser.tokens):
+        _check_constants(root, text)  # without a number no part of a formula is constant
+    return Formula(text=text.strip(), root=root, names=tuple(parser.names))
 
 
 # --- tokenizer and parser ---------------------------------------------------------
@@ -233,6 +233,7 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.index = 0
         self.depth = 0
+        self.names: dict[str, None] = {}  # in order of first use
 
     # helpers
     @property
@@ -320,6 +321,7 @@ class _Parser:
                 raise self.error(
                     f"{token.text!r} is a function; call it as {token.text}(...)", token
                 )
+            self.names.setdefault(token.text, None)
             return Name(token.text)
         if token.kind == "op" and token.text == "(":
             self.advance()
@@ -377,13 +379,6 @@ def _children(node: Expr) -> tuple[Expr, ...]:
     if isinstance(node, Neg):
         return (node.operand,)
     return ()
-
-
-def _names(node: Expr) -> Iterator[str]:
-    if isinstance(node, Name):
-        yield node.name
-    for child in _children(node):
-        yield from _names(child)
 
 
 def _constant_value(node: Expr) -> float:
