@@ -68,6 +68,8 @@ class Node:
     def __post_init__(self) -> None:
         _check_name(self.name)
         texts = (self.owner, self.unit, self.stage, self.description)
+        if texts == (None, None, None, None) and self.bounds is None and self.baseline is None:
+            return  # nothing more to check: the common case in large generated trees
         for key, value in zip(("owner", "unit", "stage", "description"), texts, strict=True):
             if value is not None and not isinstance(value, str):
                 message = f"{key} of {self.name!r} must be text, not {type(value).__name__}"
