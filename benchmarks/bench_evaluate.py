@@ -40,30 +40,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-try:
-    from benchmarks.synthetic import (
-        SIZES,
-        Baseline,
-        build_baseline,
-        funnel_spec,
-        lever_bounds,
-        node_counts,
-        random_inputs,
-        run_baseline,
-        run_baseline_whole,
-    )
-except ImportError:  # run as a script: benchmarks/ is sys.path[0]
-    from synthetic import (  # type: ignore[no-redef]
-        SIZES,
-        Baseline,
-        build_baseline,
-        funnel_spec,
-        lever_bounds,
-        node_counts,
-        random_inputs,
-        run_baseline,
-        run_baseline_whole,
-    )
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or imported
+from synthetic import (
+    SIZES,
+    Baseline,
+    build_baseline,
+    funnel_spec,
+    lever_bounds,
+    node_counts,
+    random_inputs,
+    run_baseline,
+    run_baseline_whole,
+)
 
 TOP = "revenue"
 WHAT_IF_LEVER = "win_rate_r1_p1"
