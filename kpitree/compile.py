@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -159,7 +159,7 @@ class CompiledTree:
                 raise NonFiniteError(fault.node, fault.positions + start) from None
 
 
-def is_scalar(value: object) -> bool:
+def is_scalar(value: Any) -> bool:
     """True for a number or a 0-d array (fast for plain floats)."""
     return type(value) is float or np.ndim(value) == 0
 
@@ -193,7 +193,8 @@ def compile_tree(
 
 def _compile(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> CompiledTree:
     needed = _needed(tree, outputs, fixed)
-    is_input = {n: n in fixed or tree.node(n).is_lever for n in needed}
+    parameters = tree.parameters
+    is_input = {n: n in fixed or n in parameters or tree.node(n).is_input for n in needed}
     inputs = tuple(n for n in needed if is_input[n])
     computed = [n for n in needed if not is_input[n]]
     variables = {name: f"v{i}" for i, name in enumerate([*inputs, *computed])}
@@ -207,9 +208,9 @@ def _compile(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> Com
 
 def _needed(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> list[str]:
     """The outputs and what they depend on (stopping at fixed nodes), depth first."""
-    if not fixed and outputs == tree.nodes:
+    if not fixed and outputs == tree.nodes and not tree.parameters and not tree.links:
         return list(tree.order)  # the same walk, done when the tree was built
-    return post_order(outputs, tree.children, stop=fixed)
+    return post_order(outputs, tree.reads, stop=fixed)
 
 
 def _generate(
@@ -227,7 +228,7 @@ def _generate(
     for plain Python floats; ``diagnostic`` checks every node's finiteness instead;
     ``plain`` checks nothing.
     """
-    formulas = {name: tree.node(name).formula for name in computed}
+    formulas = {name: tree.node(name).formula for name in computed}  # computed: all have one
     uses = {name: formula.names for name, formula in formulas.items() if formula is not None}
     last_use = _last_use(uses)
     slots: dict[str, list[int]] = {}
@@ -268,7 +269,11 @@ def _input_guards(
     tree: Tree, inputs: tuple[str, ...], variables: dict[str, str], scalar: bool
 ) -> dict[str, list[str]]:
     """Guard lines per bounded input, emitted just before the input's first reader."""
-    guards = {name: _guard(variables[name], tree.node(name).bounds, scalar) for name in inputs}
+    guards = {
+        name: _guard(variables[name], tree.node(name).bounds, scalar)
+        for name in inputs
+        if name not in tree.parameters  # parameters have no bounds
+    }
     return {name: lines for name, lines in guards.items() if lines}
 
 

@@ -21,19 +21,22 @@ if TYPE_CHECKING:
 
 __all__ = ["frame_html", "tree_frame", "tree_html", "tree_repr"]
 
-_COLUMNS = ["kind", "formula", "owner", "unit", "stage", "low", "high", "baseline", "description"]
+_COLUMNS = [
+    "kind", "formula", "link", "owner", "unit", "stage", "low", "high", "baseline", "description"
+]  # fmt: skip
 
 
 def tree_frame(tree: Tree) -> pd.DataFrame:
-    """One row per node: ``kind`` ('lever' or 'formula'), formula text and metadata."""
+    """One row per node: ``kind`` (see :attr:`kpitree.Node.kind`), definition and metadata."""
     rows = []
     for name in tree.nodes:
         node = tree.node(name)
         low, high = node.bounds or (math.nan, math.nan)
         rows.append(
             {
-                "kind": "lever" if node.is_lever else "formula",
+                "kind": node.kind,
                 "formula": node.formula.text if node.formula else None,
+                "link": node.link.text(name) if node.link else None,
                 "owner": node.owner,
                 "unit": node.unit,
                 "stage": node.stage,
@@ -51,8 +54,8 @@ def _display_table(tree: Tree) -> pd.DataFrame:
     frame = tree_frame(tree)
     shown = pd.DataFrame(index=frame.index)
     shown["formula"] = [
-        "(lever)" if kind == "lever" else text
-        for kind, text in zip(frame["kind"], frame["formula"], strict=True)
+        _definition(kind, formula, link)
+        for kind, formula, link in zip(frame["kind"], frame["formula"], frame["link"], strict=True)
     ]
     for column in ("owner", "unit", "stage"):
         if frame[column].notna().any():
@@ -66,6 +69,16 @@ def _display_table(tree: Tree) -> pd.DataFrame:
             "" if math.isnan(value) else f"{value:,.6g}" for value in frame["baseline"]
         ]
     return shown
+
+
+def _definition(kind: str, formula: str | None, link: str | None) -> str:
+    if kind == "lever":
+        return "(lever)"
+    if kind == "link":
+        return f"{link}  (link, not fitted)"
+    if kind == "fitted link":
+        return f"{link}  (fitted)"
+    return formula or ""
 
 
 def _bounds_text(low: float, high: float) -> str:

@@ -128,11 +128,15 @@ class Inputs:
         Values are checked against the node's bounds by the compiled evaluator itself.
         """
         if name not in self.columns:
-            baseline = tree.node(name).baseline
-            if baseline is None:
-                message = f"lever {name!r} is missing from the inputs and has no baseline"
+            if name in tree.parameters:
+                return tree.parameters[name]
+            node = tree.node(name)
+            if node.baseline is None:
+                message = f"{node.kind} {name!r} is missing from the inputs and has no baseline"
+                if node.kind == "link":
+                    message += " (fit the link with kpitree.fit, or give its values)"
                 raise DataError(message, node=name, column=name, reason="missing")
-            return baseline
+            return node.baseline
         raw = self.columns[name]
         if isinstance(raw, (float, int, np.floating)) and not isinstance(raw, bool):
             return float(raw)
@@ -177,7 +181,7 @@ def _check_bounds(
     tree: Tree, name: str, values: np.ndarray, index: pd.Index, errors: Errors, what: str = "node"
 ) -> None:
     """Report the rows where ``values`` of ``name`` lie outside its bounds."""
-    bounds = tree.node(name).bounds
+    bounds = None if name in tree.parameters else tree.node(name).bounds
     if bounds is None:
         return
     low, high = bounds

@@ -40,14 +40,15 @@ import yaml
 
 from .errors import ModelFileError, SpecError
 from .formula import Formula
+from .links import Link, link_response, parse_link
 from .tree import Node, Tree, _parse_one
 
 __all__ = ["FORMAT", "from_dict", "load", "save", "to_dict"]
 
 FORMAT = "kpitree/1"
 MAX_FILE_BYTES = 50 * 2**20
-_NODE_KEYS = ("formula", "owner", "unit", "stage", "description", "bounds", "baseline")
-_TOP_KEYS = ("format", "name", "nodes")
+_NODE_KEYS = ("formula", "link", "owner", "unit", "stage", "description", "bounds", "baseline")
+_TOP_KEYS = ("format", "name", "nodes", "parameters")
 
 
 def to_dict(tree: Tree) -> dict[str, Any]:
@@ -58,6 +59,8 @@ def to_dict(tree: Tree) -> dict[str, Any]:
         entry: dict[str, Any] = {}
         if node.formula is not None:
             entry["formula"] = node.formula.text
+        if node.link is not None:
+            entry["link"] = node.link.text(name)
         for key in ("owner", "unit", "stage", "description"):
             if getattr(node, key) is not None:
                 entry[key] = getattr(node, key)
@@ -70,6 +73,8 @@ def to_dict(tree: Tree) -> dict[str, Any]:
     if tree.name is not None:
         content["name"] = tree.name
     content["nodes"] = nodes
+    if tree.parameters:
+        content["parameters"] = dict(tree.parameters)
     return content
 
 
@@ -97,8 +102,11 @@ def from_dict(content: Any, *, source: str = "<dict>") -> Tree:
             )
             raise ModelFileError(message, path=source)
     nodes = [_node(key, entry, source) for key, entry in entries.items()]
+    parameters = content.get("parameters") or {}
+    if not isinstance(parameters, Mapping):
+        raise ModelFileError("'parameters' must be a mapping of name -> number", path=source)
     try:
-        return Tree(nodes, name=name)
+        return Tree(nodes, name=name, parameters=parameters)
     except SpecError as err:
         raise ModelFileError(str(err), path=source, node=err.node) from err
 
@@ -110,9 +118,7 @@ def save(tree: Tree, path: str | os.PathLike[str]) -> None:
     if _kind(target) == "json":
         text = json.dumps(content, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     else:
-        text = yaml.safe_dump(
-            content, sort_keys=False, allow_unicode=True, width=100, default_flow_style=None
-        )
+        text = yaml.dump(content, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
     target.write_text(text, encoding="utf-8")
 
 
@@ -129,6 +135,15 @@ def load(path: str | os.PathLike[str]) -> Tree:
     except UnicodeDecodeError:
         raise ModelFileError("the file is not UTF-8 text", path=str(source)) from None
     return from_dict(_parse_text(text, kind, str(source)), source=str(source))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style mappings, with lists such as ``bounds: [0.0, 1.0]`` on one line."""
+
+
+_Dumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, True)
+)
 
 
 def _kind(path: Path) -> str:
@@ -174,11 +189,23 @@ def _node(name: str, entry: Any, source: str) -> Node:
         if fields.get("formula") is not None:
             formula = _parse_one(name, fields.pop("formula"))
         fields.pop("formula", None)
+        link = _link(name, fields.pop("link", None))
         if fields.get("baseline") is not None and formula is not None:
             raise SpecError("a computed node cannot have a baseline", node=name)
-        return Node(name, formula=formula, **fields)
+        return Node(name, formula=formula, link=link, **fields)
     except SpecError as err:
         raise ModelFileError(_reason(err), path=source, node=name) from err
+
+
+def _link(name: str, text: object) -> Link | None:
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise SpecError("a link is text: `response ~ predictor + predictor`", node=name)
+    response = link_response(text)
+    if response != name:
+        raise SpecError(f"the link explains {response!r}, not this node", node=name)
+    return parse_link(text)
 
 
 def _reason(err: SpecError) -> str:

@@ -135,7 +135,7 @@ def _scenario_values(
     for name, change in changes.items():
         node = tree.node(name)  # raises UnknownNodeError
         values[name] = apply_change(float(base[name]), change, node=name)
-        if not node.is_lever:
+        if not node.is_input:
             fixed.add(name)
     frame = Inputs.from_user(values)
     result = evaluate_array(tree, frame, tree.nodes, errors=errors, fixed=frozenset(fixed))

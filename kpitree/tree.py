@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -29,6 +30,7 @@ import sympy
 
 from .errors import CycleError, FormulaError, SpecError, UnknownNodeError
 from .formula import FUNCTIONS, Formula, parse_formula
+from .links import Link, link_response, make_link, parse_link
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,11 +61,24 @@ class Node:
     stage: str | None = None
     description: str | None = None
     baseline: float | None = None
+    link: Link | None = None
 
     @property
     def is_lever(self) -> bool:
-        """True for an input: a node no formula defines."""
+        """True for a lever: neither a formula nor a regression link defines the node."""
+        return self.formula is None and self.link is None
+
+    @property
+    def is_input(self) -> bool:
+        """True when evaluation reads the node's value: a lever or an unfitted link."""
         return self.formula is None
+
+    @property
+    def kind(self) -> str:
+        """``"lever"``, ``"formula"``, ``"link"`` (declared) or ``"fitted link"``."""
+        if self.link is not None:
+            return "fitted link" if self.formula is not None else "link"
+        return "lever" if self.formula is None else "formula"
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -89,20 +104,28 @@ class Tree:
     """
 
     _nodes: dict[str, Node]
+    _parameters: dict[str, float]
     _name: str | None
     _users: dict[str, list[str]]
     _order: tuple[str, ...]
     _cache: dict[Any, Any]
 
-    def __init__(self, nodes: Iterable[Node], *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        nodes: Iterable[Node],
+        *,
+        name: str | None = None,
+        parameters: Mapping[str, float] | None = None,
+    ) -> None:
         declared: dict[str, Node] = {}
         for node in nodes:
             if node.name in declared:
                 raise SpecError(f"node {node.name!r} is declared twice", node=node.name)
             declared[node.name] = node
+        values = _as_parameters(parameters, declared)
         users: dict[str, list[str]] = {}
         for node in list(declared.values()):
-            for used in node.formula.names if node.formula else ():
+            for used in _dependencies(node, values):
                 if used == node.name:
                     raise _self_reference(node)
                 if used not in declared:
@@ -110,9 +133,10 @@ class Tree:
                 users.setdefault(used, []).append(node.name)
         fields = {
             "_nodes": declared,
+            "_parameters": values,
             "_name": name,
             "_users": users,
-            "_order": _topological_order(declared),
+            "_order": _topological_order(declared, values),
             "_cache": {},  # compiled evaluators, keyed by what they compute
         }
         for key, value in fields.items():
@@ -150,7 +174,10 @@ class Tree:
         >>> tree.levers, tree.node("arpa").baseline
         (('customers', 'arpa'), 5000.0)
         """
-        nodes = [Node(n, formula=f) for n, f in _parse_spec(spec).items()]
+        nodes = [
+            Node(n, link=s) if isinstance(s, Link) else Node(n, formula=s)
+            for n, s in _parse_spec(spec).items()
+        ]
         metadata = {
             "owner": owners,
             "unit": units,
@@ -183,7 +210,7 @@ class Tree:
     @cached_property
     def computed(self) -> tuple[str, ...]:
         """The nodes defined by a formula."""
-        return tuple(n for n, node in self._nodes.items() if not node.is_lever)
+        return tuple(n for n, node in self._nodes.items() if not node.is_input)
 
     @cached_property
     def outputs(self) -> tuple[str, ...]:
@@ -205,7 +232,7 @@ class Tree:
     @cached_property
     def graph(self) -> nx.DiGraph:
         """The DAG as a frozen ``networkx.DiGraph``, edges child -> parent."""
-        return nx.freeze(_build_graph(self._nodes))
+        return nx.freeze(_build_graph(self._nodes, self._parameters))
 
     def node(self, name: str) -> Node:
         """The :class:`Node` (formula and metadata) called ``name``."""
@@ -231,7 +258,23 @@ class Tree:
         return {name: sympy.Symbol(name) for name in self._nodes}
 
     def children(self, name: str) -> tuple[str, ...]:
-        """The inputs of ``name``'s formula, in order of first use."""
+        """The nodes ``name`` is computed from: its formula's inputs or its link's predictors."""
+        return _dependencies(self.node(name), self._parameters)
+
+    @property
+    def parameters(self) -> Mapping[str, float]:
+        """Named coefficients of fitted links and their values (estimates)."""
+        return MappingProxyType(self._parameters)
+
+    @cached_property
+    def links(self) -> tuple[str, ...]:
+        """The nodes explained by a regression link, fitted or not."""
+        return tuple(n for n, node in self._nodes.items() if node.link is not None)
+
+    def reads(self, name: str) -> tuple[str, ...]:
+        """What evaluating ``name`` reads: its formula's names, parameters included."""
+        if name in self._parameters:
+            return ()
         formula = self.node(name).formula
         return formula.names if formula else ()
 
@@ -255,7 +298,7 @@ class Tree:
         needed = (*self.upstream(name), name)
         expanded: dict[sympy.Symbol, sympy.Expr] = {}
         for node in needed:
-            if not self._nodes[node].is_lever:
+            if not self._nodes[node].is_input:
                 expanded[self.symbols[node]] = self.formula(node).xreplace(expanded)
         return expanded.get(self.symbols[name], self.symbols[name])
 
@@ -271,12 +314,14 @@ class Tree:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Tree):
             return NotImplemented
-        return self._name == other._name and list(self._nodes.values()) == list(
-            other._nodes.values()
+        return (
+            self._name == other._name
+            and list(self._nodes.values()) == list(other._nodes.values())
+            and list(self._parameters.items()) == list(other._parameters.items())
         )
 
     def __hash__(self) -> int:
-        return hash((self._name, tuple(self._nodes.values())))
+        return hash((self._name, tuple(self._nodes.values()), tuple(self._parameters.items())))
 
     # --- derived trees --------------------------------------------------------------
 
@@ -286,7 +331,34 @@ class Tree:
         old = self._nodes.get(name, Node(name))
         nodes = dict(self._nodes)
         nodes[name] = replace(old, formula=parsed, baseline=None)
-        return Tree(_drop_unused_bare_levers(nodes, self), name=self._name)
+        return self._derive(_drop_unused_bare_levers(nodes, self))
+
+    def with_link(
+        self,
+        name: str,
+        predictors: Sequence[str],
+        *,
+        transform: str = "linear",
+        lags: Mapping[str, int] | None = None,
+    ) -> Tree:
+        """A new tree where ``name`` is explained by a regression link on ``predictors``.
+
+        ``transform`` is ``"linear"``, ``"log"``, ``"logit"`` or ``"log-log"``;
+        ``lags`` maps a predictor to the number of periods its effect takes.
+
+        >>> tree = Tree.from_formulas("new_customers = sqls * win_rate")
+        >>> linked = tree.with_link("win_rate", ["share_3plus"], transform="logit")
+        >>> linked.node("win_rate").link.text("win_rate")
+        'logit(win_rate) ~ share_3plus'
+        """
+        old = self._nodes.get(name, Node(name))
+        if old.formula is not None and old.link is None:
+            message = f"{name!r} is defined by a formula; a link cannot explain it"
+            raise SpecError(message, node=name)
+        link = make_link(predictors, transform=transform, lags=lags)
+        nodes = dict(self._nodes)
+        nodes[name] = replace(old, link=link, formula=None, baseline=None)
+        return self._derive(nodes.values())
 
     def with_metadata(self, name: str, **fields: Any) -> Tree:
         """A new tree with metadata fields of ``name`` replaced (``owner="Marketing"``...)."""
@@ -299,6 +371,10 @@ class Tree:
         """A new tree with the baseline (today's actual) of levers replaced."""
         return self._with_fields({"baseline": values})
 
+    def _derive(self, nodes: Iterable[Node]) -> Tree:
+        """A tree with other nodes and this tree's name and parameters."""
+        return Tree(nodes, name=self._name, parameters=self._parameters)
+
     def _with_fields(self, metadata: Mapping[str, Mapping[str, Any] | None]) -> Tree:
         nodes = dict(self._nodes)
         for key, values in metadata.items():
@@ -306,11 +382,11 @@ class Tree:
                 node = nodes.get(name)
                 if node is None:
                     raise UnknownNodeError(str(name), known=self.nodes, context=f"in {key}s")
-                if key == "baseline" and not node.is_lever and value is not None:
+                if key == "baseline" and not node.is_input and value is not None:
                     message = f"baseline given for {name!r}, which is computed by a formula"
                     raise SpecError(message, node=name)
                 nodes[name] = replace(node, **{key: value})
-        return Tree(nodes.values(), name=self._name)
+        return self._derive(nodes.values())
 
     # --- evaluation and files (delegating) -------------------------------------------
 
@@ -425,30 +501,40 @@ def _parse_one(name: str, text: object) -> Formula:
         raise err.with_node(name) from None
 
 
-def _parse_spec(spec: str | Mapping[str, str]) -> dict[str, Formula]:
+def _parse_spec(spec: str | Mapping[str, str]) -> dict[str, Formula | Link]:
+    """``name = formula`` and ``response ~ predictors`` statements, by node."""
     if isinstance(spec, Mapping):
         return {name: _parse_one(name, text) for name, text in spec.items()}
     if not isinstance(spec, str):
         raise SpecError(f"a spec is text or a mapping, not {type(spec).__name__}")
-    formulas: dict[str, Formula] = {}
+    statements: dict[str, Formula | Link] = {}
     lines: dict[str, int] = {}
     for number, raw in enumerate(spec.splitlines(), start=1):
         line = raw.split("#", 1)[0]
         if not line.strip():
             continue
-        match = _ASSIGNMENT.match(line)
-        if match is None:
-            message = f"line {number} is not `name = formula`: {raw.strip()!r}"
-            raise SpecError(message)
-        name = match["name"]
-        if name in formulas:
+        name, statement = _statement(line, number, raw)
+        if name in statements:
             message = f"node {name!r} is defined twice (lines {lines[name]} and {number})"
             raise SpecError(message, node=name)
-        formulas[name] = _parse_one(name, match["formula"])
+        statements[name] = statement
         lines[name] = number
-    if not formulas:
+    if not statements:
         raise SpecError("the spec defines no node")
-    return formulas
+    return statements
+
+
+def _statement(line: str, number: int, raw: str) -> tuple[str, Formula | Link]:
+    if "~" in line:
+        try:
+            return link_response(line.strip()), parse_link(line.strip())
+        except FormulaError as err:
+            raise FormulaError(f"line {number}: {err.reason}", text=err.text) from None
+    match = _ASSIGNMENT.match(line)
+    if match is None:
+        message = f"line {number} is neither `name = formula` nor a link `name ~ x + y`"
+        raise SpecError(f"{message}: {raw.strip()!r}")
+    return match["name"], _parse_one(match["name"], match["formula"])
 
 
 def _self_reference(node: Node) -> CycleError:
@@ -457,14 +543,33 @@ def _self_reference(node: Node) -> CycleError:
     return error
 
 
-def _build_graph(nodes: Mapping[str, Node]) -> nx.DiGraph:
+def _dependencies(node: Node, parameters: Container[str]) -> tuple[str, ...]:
+    """The nodes ``node`` depends on: its formula's names, or its link's predictors."""
+    if node.formula is not None:
+        return tuple(name for name in node.formula.names if name not in parameters)
+    if node.link is not None:
+        return node.link.predictors
+    return ()
+
+
+def _as_parameters(values: Mapping[str, float] | None, nodes: Container[str]) -> dict[str, float]:
+    parameters: dict[str, float] = {}
+    for name, value in (values or {}).items():
+        _check_name(name)
+        if name in nodes:
+            raise SpecError(f"{name!r} is both a node and a parameter", node=name)
+        number = float(value)
+        if not math.isfinite(number):
+            raise SpecError(f"parameter {name!r} is not finite: {value!r}", node=name)
+        parameters[name] = number
+    return parameters
+
+
+def _build_graph(nodes: Mapping[str, Node], parameters: Container[str] = ()) -> nx.DiGraph:
     graph = nx.DiGraph()
     graph.add_nodes_from(nodes)
     graph.add_edges_from(
-        (child, name)
-        for name, node in nodes.items()
-        if node.formula
-        for child in node.formula.names
+        (child, name) for name, node in nodes.items() for child in _dependencies(node, parameters)
     )
     return graph
 
@@ -509,15 +614,14 @@ class _CycleError(Exception):
     pass
 
 
-def _topological_order(nodes: Mapping[str, Node]) -> tuple[str, ...]:
+def _topological_order(nodes: Mapping[str, Node], parameters: Container[str]) -> tuple[str, ...]:
     def children(name: str) -> tuple[str, ...]:
-        formula = nodes[name].formula
-        return formula.names if formula else ()
+        return _dependencies(nodes[name], parameters)
 
     try:
         return tuple(post_order(nodes, children))
     except _CycleError:
-        graph = _build_graph(nodes)
+        graph = _build_graph(nodes, parameters)
         feeds = [edge[0] for edge in nx.find_cycle(graph)]  # edges run input -> user
         uses = feeds[::-1]
         declared = {name: i for i, name in enumerate(graph)}
@@ -528,7 +632,7 @@ def _topological_order(nodes: Mapping[str, Node]) -> tuple[str, ...]:
 
 def _drop_unused_bare_levers(nodes: dict[str, Node], tree: Tree) -> list[Node]:
     """Levers without metadata that only the replaced formula used disappear with it."""
-    used = {n for node in nodes.values() if node.formula for n in node.formula.names}
+    used = {n for node in nodes.values() for n in _dependencies(node, tree.parameters)}
     orphans = {
         name
         for name, node in nodes.items()
