@@ -20,6 +20,7 @@ from .errors import (
     CycleError,
     DataError,
     DataWarning,
+    FitError,
     FormulaError,
     KpiTreeError,
     KpiTreeWarning,
@@ -29,6 +30,7 @@ from .errors import (
     UnknownNodeError,
 )
 from .evaluate import evaluate
+from .fitting import FittedTree, fit
 from .io import load, save
 from .scenario import scenarios, what_if
 from .tree import Node, Tree
@@ -39,6 +41,8 @@ __all__ = [
     "CycleError",
     "DataError",
     "DataWarning",
+    "FitError",
+    "FittedTree",
     "FormulaError",
     "KpiTreeError",
     "KpiTreeWarning",
@@ -52,6 +56,7 @@ __all__ = [
     "datasets",
     "errors",
     "evaluate",
+    "fit",
     "load",
     "plot",
     "save",

@@ -21,6 +21,7 @@ __all__ = [
     "CycleError",
     "DataError",
     "DataWarning",
+    "FitError",
     "FormulaError",
     "KpiTreeError",
     "KpiTreeWarning",
@@ -170,6 +171,15 @@ class ScenarioError(KpiTreeError, ValueError):
     def __init__(self, message: str, *, node: str | None = None) -> None:
         super().__init__(f"change of {node!r}: {message}" if node else message)
         self.node = node
+
+
+class FitError(KpiTreeError, ValueError):
+    """A link that cannot be fitted; ``link`` names its node, ``column`` the predictor."""
+
+    def __init__(self, message: str, *, link: str | None = None, column: str | None = None) -> None:
+        super().__init__(message)
+        self.link = link
+        self.column = column
 
 
 class DataWarning(KpiTreeWarning):
