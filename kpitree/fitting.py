@@ -54,7 +54,37 @@ class LinkFit:
     nobs: int
     stats: Mapping[str, float]
     warnings: tuple[str, ...]
-    result: Any  # the statsmodels results object, for power users
+    result: Any  # the statsmodels results object, for power users (None once loaded)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a model file keeps of the fit (the statsmodels result is not kept)."""
+        return {
+            "nobs": self.nobs,
+            "cov": self.cov.tolist(),
+            "stats": {k: None if math.isnan(v) else v for k, v in self.stats.items()},
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(
+        cls, node: str, link: Link, content: Mapping[str, Any], parameters: Mapping[str, float]
+    ) -> LinkFit:
+        """The fit saved by :meth:`to_dict`; estimates come from the tree's parameters."""
+        names = link.coefficient_names(node)
+        missing = [name for name in names if name not in parameters]
+        if missing:
+            raise FitError(f"fit of {node!r}: parameters {missing} are missing", link=node)
+        cov = np.asarray(content["cov"], dtype=float)
+        if cov.shape != (len(names), len(names)):
+            message = f"fit of {node!r}: covariance must be {len(names)} x {len(names)}"
+            raise FitError(message, link=node)
+        estimates = np.array([parameters[name] for name in names], dtype=float)
+        stats_ = {
+            key: math.nan if value is None else float(value)
+            for key, value in dict(content.get("stats", {})).items()
+        }
+        notes = tuple(str(note) for note in content.get("warnings", ()))
+        return cls(node, link, names, estimates, cov, int(content["nobs"]), stats_, notes, None)
 
     def table(self, level: float = 0.95) -> pd.DataFrame:
         """Tidy coefficients: term, estimate, std_err, ci_low, ci_high, p_value."""
@@ -122,7 +152,11 @@ class FittedTree(Tree):
         self.node(node)
         if node not in self._fits:
             raise FitError(f"{node!r} is not a fitted link", link=node)
-        return self._fits[node].result
+        result = self._fits[node].result
+        if result is None:
+            message = f"the statsmodels result of {node!r} is not kept in model files; refit"
+            raise FitError(message, link=node)
+        return result
 
     def sample_params(self, n: int, seed: int | None = None) -> pd.DataFrame:
         """``n`` draws of every coefficient from its estimated (normal) distribution.

@@ -38,7 +38,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ModelFileError, SpecError
+from .errors import FitError, ModelFileError, SpecError
+from .fitting import FittedTree, LinkFit
 from .formula import Formula
 from .links import Link, link_response, parse_link
 from .tree import Node, Tree, _parse_one
@@ -48,7 +49,7 @@ __all__ = ["FORMAT", "from_dict", "load", "save", "to_dict"]
 FORMAT = "kpitree/1"
 MAX_FILE_BYTES = 50 * 2**20
 _NODE_KEYS = ("formula", "link", "owner", "unit", "stage", "description", "bounds", "baseline")
-_TOP_KEYS = ("format", "name", "nodes", "parameters")
+_TOP_KEYS = ("format", "name", "nodes", "parameters", "fits")
 
 
 def to_dict(tree: Tree) -> dict[str, Any]:
@@ -75,6 +76,8 @@ def to_dict(tree: Tree) -> dict[str, Any]:
     content["nodes"] = nodes
     if tree.parameters:
         content["parameters"] = dict(tree.parameters)
+    if isinstance(tree, FittedTree):
+        content["fits"] = {node: fit.to_dict() for node, fit in tree.fits.items()}
     return content
 
 
@@ -106,9 +109,27 @@ def from_dict(content: Any, *, source: str = "<dict>") -> Tree:
     if not isinstance(parameters, Mapping):
         raise ModelFileError("'parameters' must be a mapping of name -> number", path=source)
     try:
-        return Tree(nodes, name=name, parameters=parameters)
+        tree = Tree(nodes, name=name, parameters=parameters)
     except SpecError as err:
         raise ModelFileError(str(err), path=source, node=err.node) from err
+    fits = content.get("fits")
+    return tree if fits is None else _fitted(tree, fits, source)
+
+
+def _fitted(tree: Tree, fits: Any, source: str) -> FittedTree:
+    if not isinstance(fits, Mapping):
+        raise ModelFileError("'fits' must be a mapping of link -> fit", path=source)
+    loaded = {}
+    for node, content in fits.items():
+        link = tree.node(node).link if node in tree else None
+        if link is None or not isinstance(content, Mapping):
+            raise ModelFileError("a fit belongs to a link node", path=source, node=str(node))
+        try:
+            loaded[node] = LinkFit.from_dict(node, link, content, tree.parameters)
+        except (FitError, KeyError, TypeError, ValueError) as err:
+            raise ModelFileError(f"malformed fit: {err}", path=source, node=node) from None
+    nodes = [tree.node(name) for name in tree.nodes]
+    return FittedTree(nodes, fits=loaded, name=tree.name, parameters=tree.parameters)
 
 
 def save(tree: Tree, path: str | os.PathLike[str]) -> None:

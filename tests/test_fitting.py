@@ -247,3 +247,35 @@ def test_bad_options_and_log_ranges() -> None:
         kpitree.fit(Tree.from_formulas("a = b * c"), data)
     with pytest.raises(DataError, match="must be a DataFrame"):
         kpitree.fit(tree, data.to_dict())
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_fitted_trees_round_trip_exactly(fitted: kpitree.FittedTree, tmp_path, suffix) -> None:
+    fitted.save(tmp_path / f"fitted{suffix}")
+    loaded = kpitree.load(tmp_path / f"fitted{suffix}")
+    assert isinstance(loaded, kpitree.FittedTree) and loaded == fitted
+    for node, fit in fitted.fits.items():
+        np.testing.assert_array_equal(loaded.fits[node].cov, fit.cov)
+        np.testing.assert_array_equal(loaded.fits[node].estimates, fit.estimates)
+    pd.testing.assert_frame_equal(loaded.params, fitted.params)
+    pd.testing.assert_frame_equal(loaded.summary(), fitted.summary())
+    pd.testing.assert_frame_equal(loaded.sample_params(5, seed=2), fitted.sample_params(5, seed=2))
+    with pytest.raises(FitError, match="not kept in model files"):
+        loaded.result("sqls")
+
+
+def test_malformed_fits_in_model_files(fitted: kpitree.FittedTree, tmp_path) -> None:
+    import yaml
+
+    fitted.save(tmp_path / "f.yaml")
+    content = yaml.safe_load((tmp_path / "f.yaml").read_text())
+    content["fits"]["sqls"]["cov"] = [[1.0]]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(content))
+    with pytest.raises(kpitree.ModelFileError, match="covariance must be 3 x 3") as info:
+        kpitree.load(tmp_path / "bad.yaml")
+    assert info.value.node == "sqls"
+    del content["fits"]["sqls"]
+    content["fits"]["new_customers"] = {"nobs": 1, "cov": [[1.0]]}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(content))
+    with pytest.raises(kpitree.ModelFileError, match="a fit belongs to a link node"):
+        kpitree.load(tmp_path / "bad.yaml")
