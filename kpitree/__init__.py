@@ -16,6 +16,7 @@ from importlib import import_module
 from typing import Any
 
 from . import errors
+from .backtest import Backtest, backtest
 from .errors import (
     CycleError,
     DataError,
@@ -38,6 +39,7 @@ from .tree import Node, Tree
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backtest",
     "CycleError",
     "DataError",
     "DataWarning",
@@ -53,6 +55,7 @@ __all__ = [
     "Tree",
     "UnknownNodeError",
     "__version__",
+    "backtest",
     "datasets",
     "errors",
     "evaluate",
