@@ -32,6 +32,7 @@ from .errors import (
 )
 from .evaluate import evaluate
 from .fitting import FittedTree, fit
+from .integrated import IntegratedKPI, integrated_kpi
 from .io import load, save
 from .scenario import scenarios, what_if
 from .tree import Node, Tree
@@ -46,6 +47,7 @@ __all__ = [
     "FitError",
     "FittedTree",
     "FormulaError",
+    "IntegratedKPI",
     "KpiTreeError",
     "KpiTreeWarning",
     "ModelFileError",
@@ -60,6 +62,7 @@ __all__ = [
     "errors",
     "evaluate",
     "fit",
+    "integrated_kpi",
     "load",
     "plot",
     "save",

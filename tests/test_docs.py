@@ -44,7 +44,7 @@ def _lines(text: str) -> list[str]:
 
 # --- the pages ----------------------------------------------------------------------------
 
-PAGES = ["getting-started.md", "model-files.md", "architecture.md"]
+PAGES = ["getting-started.md", "model-files.md", "architecture.md", "integrated-kpi.md"]
 
 
 @pytest.mark.parametrize("page", PAGES)
