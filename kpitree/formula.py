@@ -419,6 +419,10 @@ def _check_constants(node: Expr, text: str) -> bool:
     if all(flags):
         _checked_value(node, text)
         return True
+    if isinstance(node, Product):  # x / (1 - 1): a constant divisor that is zero
+        for factor, divide, constant in zip(node.factors, node.divide, flags, strict=True):
+            if divide and constant and _constant_value(factor) == 0:
+                raise FormulaError("divides by a constant that is zero", text=text)
     return False
 
 
