@@ -34,6 +34,7 @@ from .evaluate import evaluate
 from .fitting import FittedTree, fit
 from .integrated import IntegratedKPI, integrated_kpi
 from .io import load, save
+from .quality import DataQuality, check_data
 from .scenario import scenarios, what_if
 from .tree import Node, Tree
 
@@ -43,6 +44,7 @@ __all__ = [
     "Backtest",
     "CycleError",
     "DataError",
+    "DataQuality",
     "DataWarning",
     "FitError",
     "FittedTree",
@@ -58,6 +60,7 @@ __all__ = [
     "UnknownNodeError",
     "__version__",
     "backtest",
+    "check_data",
     "datasets",
     "errors",
     "evaluate",

@@ -204,12 +204,12 @@ class Tree:
 
     @cached_property
     def levers(self) -> tuple[str, ...]:
-        """The inputs: names used in formulas (or declared) without a formula."""
+        """The inputs: nodes neither a formula nor a regression link defines."""
         return tuple(n for n, node in self._nodes.items() if node.is_lever)
 
     @cached_property
     def computed(self) -> tuple[str, ...]:
-        """The nodes defined by a formula."""
+        """The nodes evaluation computes: identities and fitted links."""
         return tuple(n for n, node in self._nodes.items() if not node.is_input)
 
     @cached_property

@@ -44,7 +44,13 @@ def _lines(text: str) -> list[str]:
 
 # --- the pages ----------------------------------------------------------------------------
 
-PAGES = ["getting-started.md", "model-files.md", "architecture.md", "integrated-kpi.md"]
+PAGES = [
+    "getting-started.md",
+    "model-files.md",
+    "architecture.md",
+    "integrated-kpi.md",
+    "data-quality.md",
+]
 
 
 @pytest.mark.parametrize("page", PAGES)
