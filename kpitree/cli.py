@@ -23,6 +23,7 @@ import pandas as pd
 from . import datasets
 from .errors import KpiTreeError, ScenarioError
 from .evaluate import evaluate
+from .fitting import fit
 from .io import load
 from .scenario import what_if
 from .tree import Tree
@@ -86,10 +87,22 @@ def _demo(args: argparse.Namespace) -> int:
     print(_format_values(baseline[list(tree.computed)]), end="\n\n")
     print(f"What if {', '.join(f'{k} {v}' for k, v in DEMO_CHANGES.items())}?")
     print(_format_table(what_if(tree, None, DEMO_CHANGES).loc[list(tree.computed)]), end="\n\n")
+    _demo_fit(tree)
     args.out.mkdir(parents=True, exist_ok=True)
     image = _save_tree_plot(tree, args.out / "tree.png", baseline)
     print(f"Saved the tree, coloured by team, to {image}")
     return 0
+
+
+def _demo_fit(tree: Tree) -> None:
+    """Fit the six links on the simulated history; print estimates next to the truth."""
+    history = datasets.simulate_b2b()
+    fitted = fit(tree, history)
+    table = fitted.params.set_index("parameter")[["estimate", "std_err", "ci_low", "ci_high"]]
+    table.insert(0, "truth", pd.Series(datasets.b2b_truth()))
+    months = f"{history.index[0]} to {history.index[-1]}"
+    print(f"Links fitted on {len(history)} months of history ({months}), HAC standard errors:")
+    print(table.to_string(float_format="{:.4f}".format), end="\n\n")
 
 
 def _validate(args: argparse.Namespace) -> int:

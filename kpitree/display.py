@@ -90,8 +90,10 @@ def _bounds_text(low: float, high: float) -> str:
 def _title(tree: Tree) -> str:
     name = f" {tree.name!r}" if tree.name else ""
     tops = ", ".join(tree.outputs)
+    identities = sum(1 for n in tree.computed if tree.node(n).link is None)
+    links = f"{len(tree.links)} links, " if tree.links else ""
     return (
-        f"Tree{name}: {len(tree.nodes)} nodes ({len(tree.computed)} formulas, "
+        f"Tree{name}: {len(tree.nodes)} nodes ({identities} formulas, {links}"
         f"{len(tree.levers)} levers); top: {tops}"
     )
 

@@ -383,7 +383,8 @@ def _fitted_tree(tree: Tree, fits: Mapping[str, LinkFit]) -> FittedTree:
     parameters = dict(tree.parameters)
     for node, fitted in fits.items():
         link = fitted.link
-        nodes[node] = replace(nodes[node], formula=parse_formula(link.formula(node)))
+        formula = parse_formula(link.formula(node))
+        nodes[node] = replace(nodes[node], formula=formula, baseline=None)  # computed now
         for term in link.terms:
             if term.lag and term.column not in nodes:
                 nodes[term.column] = _lagged(nodes[term.name], term.column, term.lag)

@@ -15,9 +15,12 @@ from kpitree.cli import main
 def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "Tree 'B2B company': 25 nodes (12 formulas, 13 levers); top: revenue" in out
+    assert "Tree 'B2B company': 33 nodes (12 formulas, 6 links, 15 levers); top: revenue" in out
     assert "152,034,240.00" in out  # baseline revenue, hand-computed in test_datasets
     assert "What if win_rate +10%" in out
+    fitted = next(line for line in out.splitlines() if line.startswith("win_rate__share_3plus"))
+    truth, _estimate, _std_err, low, high = (float(v) for v in fitted.split()[1:])
+    assert truth == 4.0 and low <= truth <= high  # the simulator's true slope, recovered
     image = tmp_path / "tree.png"
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 20_000
 
