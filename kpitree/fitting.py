@@ -138,7 +138,8 @@ class FittedTree(Tree):
         return pd.concat([fit.table() for fit in self._fits.values()], ignore_index=True)
 
     def summary(self) -> pd.DataFrame:
-        """Per link: n, R² (pseudo R² for GLMs), adjusted R², AIC, Durbin-Watson, ..."""
+        """Per link: n, R² (for GLM links, the squared correlation of fitted and observed
+        values), adjusted R² (OLS only), AIC, Durbin-Watson, condition number, warnings."""
         rows = {
             node: {**fit.stats, "warnings": "; ".join(fit.warnings)}
             for node, fit in self._fits.items()
@@ -358,12 +359,22 @@ def _stats(result: Any, x: pd.DataFrame) -> dict[str, float]:
     residuals = np.asarray(result.resid if ols else result.resid_pearson)
     return {
         "n": float(result.nobs),
-        "r2": float(result.rsquared if ols else result.pseudo_rsquared(kind="cs")),
+        "r2": float(result.rsquared if ols else _squared_correlation(result)),
         "adj_r2": float(result.rsquared_adj) if ols else math.nan,
         "aic": float(result.aic),
         "durbin_watson": float(sm.stats.durbin_watson(residuals)),
         "condition_number": float(np.linalg.cond(x.to_numpy())),
     }
+
+
+def _squared_correlation(result: Any) -> float:
+    """R² of a GLM link: the squared correlation of fitted and observed values.
+
+    Likelihood-based pseudo R² are near zero for fractional responses (a rate is one
+    "trial"), so the share of the KPI's variation the link reproduces is reported.
+    """
+    observed = np.asarray(result.model.endog, dtype=float)
+    return float(np.corrcoef(observed, np.asarray(result.fittedvalues, dtype=float))[0, 1] ** 2)
 
 
 def _warnings(x: pd.DataFrame) -> tuple[str, ...]:

@@ -279,3 +279,11 @@ def test_malformed_fits_in_model_files(fitted: kpitree.FittedTree, tmp_path) -> 
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(content))
     with pytest.raises(kpitree.ModelFileError, match="a fit belongs to a link node"):
         kpitree.load(tmp_path / "bad.yaml")
+
+
+def test_glm_r2_is_the_squared_correlation_of_fitted_and_observed(fitted) -> None:
+    data = history()
+    result = fitted.result("win_rate")
+    by_hand = np.corrcoef(data["win_rate"], result.fittedvalues)[0, 1] ** 2
+    assert fitted.summary().loc["win_rate", "r2"] == pytest.approx(by_hand, rel=1e-12)
+    assert by_hand > 0.9  # the link explains the simulated rate well
