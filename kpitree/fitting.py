@@ -186,13 +186,16 @@ def fit(
     cov_type: str = "HAC",
     maxlags: int | None = None,
     groups: str | None = None,
+    random_intercept: bool = False,
 ) -> FittedTree:
     """Fit every link of ``tree`` on ``data`` (rows in time order, a column per node).
 
     ``cov_type`` is ``"HAC"`` (Newey-West; ``maxlags`` defaults to
     ``floor(4 (n/100)^(2/9))``), ``"cluster"`` (by the ``groups`` column),
     ``"nonrobust"`` or ``"HC0"``-``"HC3"``. With ``groups``, lags are taken within each
-    group. Returns a :class:`FittedTree`; ``tree`` is unchanged.
+    group, and ``random_intercept=True`` fits a mixed model with a random intercept per
+    group (statsmodels ``MixedLM`` on the link's transformed scale; the fitted formula
+    uses the fixed effects). Returns a :class:`FittedTree`; ``tree`` is unchanged.
     """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a DataFrame, not {type(data).__name__}")
@@ -203,9 +206,12 @@ def fit(
         raise OptionError("cov_type='cluster' needs a groups column", option="groups")
     if groups is not None and groups not in data.columns:
         raise DataError(f"groups column {groups!r} is not in the data", column=groups)
+    if random_intercept and groups is None:
+        raise OptionError("random_intercept=True needs a groups column", option="groups")
     if not tree.links:
         raise FitError("the tree declares no link to fit")
-    fits = {node: _fit_link(tree, node, data, cov_type, maxlags, groups) for node in tree.links}
+    fit_one = _fit_mixed if random_intercept else _fit_link
+    fits = {node: fit_one(tree, node, data, cov_type, maxlags, groups) for node in tree.links}
     return _fitted_tree(tree, fits)
 
 
@@ -234,6 +240,30 @@ def _fit_link(
         raise FitError(f"the fit of {node!r} did not converge to finite estimates", link=node)
     return LinkFit(
         node, link, names, estimates, cov, int(result.nobs), _stats(result, x), _warnings(x), result
+    )
+
+
+def _fit_mixed(
+    tree: Tree, node: str, data: pd.DataFrame, cov_type: str, maxlags: int | None, groups: Any
+) -> LinkFit:
+    """A random intercept per group, fixed effects on the link's transformed scale."""
+    link = tree.node(node).link
+    if link is None:  # pragma: no cover - tree.links lists linked nodes only
+        raise FitError(f"{node!r} has no link", link=node)
+    y, x = _design(link, node, data, groups)
+    if link.transform in ("logit", "log"):
+        _require(y > 0, node, node, f"a mixed {link.transform} link: the response must be > 0")
+        y = y.transform(lambda v: np.log(v / (1 - v)) if link.transform == "logit" else np.log(v))
+    result = sm.MixedLM(y, x, groups=pd.factorize(data.loc[y.index, groups])[0]).fit(reml=True)
+    k = x.shape[1]
+    estimates = np.asarray(result.fe_params, dtype=float)
+    cov = np.asarray(result.cov_params(), dtype=float)[:k, :k]
+    if not (np.isfinite(estimates).all() and np.isfinite(cov).all()):
+        raise FitError(f"the mixed model of {node!r} did not converge", link=node)
+    names = link.coefficient_names(node)
+    stats_ = _stats(result, x)
+    return LinkFit(
+        node, link, names, estimates, cov, int(result.nobs), stats_, _warnings(x), result
     )
 
 
@@ -356,12 +386,12 @@ def newey_west_lags(n: int) -> int:
 
 def _stats(result: Any, x: pd.DataFrame) -> dict[str, float]:
     ols = hasattr(result, "rsquared")
-    residuals = np.asarray(result.resid if ols else result.resid_pearson)
+    residuals = np.asarray(getattr(result, "resid_pearson", result.resid))
     return {
         "n": float(result.nobs),
         "r2": float(result.rsquared if ols else _squared_correlation(result)),
         "adj_r2": float(result.rsquared_adj) if ols else math.nan,
-        "aic": float(result.aic),
+        "aic": float(result.aic),  # nan for a REML mixed model
         "durbin_watson": float(sm.stats.durbin_watson(residuals)),
         "condition_number": float(np.linalg.cond(x.to_numpy())),
     }

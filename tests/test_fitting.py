@@ -287,3 +287,20 @@ def test_glm_r2_is_the_squared_correlation_of_fitted_and_observed(fitted) -> Non
     by_hand = np.corrcoef(data["win_rate"], result.fittedvalues)[0, 1] ** 2
     assert fitted.summary().loc["win_rate", "r2"] == pytest.approx(by_hand, rel=1e-12)
     assert by_hand > 0.9  # the link explains the simulated rate well
+
+
+def test_random_intercept_per_segment_equals_statsmodels_mixedlm() -> None:
+    rng = np.random.default_rng(4)
+    segment = np.repeat(np.arange(12), 30)
+    data = pd.DataFrame({"region": segment, "calls": rng.uniform(100, 300, 360)})
+    offsets = rng.normal(0, 2, 12)[segment]  # each region's own level
+    data["sqls"] = 3 + offsets + 0.2 * data["calls"] + rng.normal(0, 1, 360)
+    tree = Tree.from_formulas("sqls ~ calls")
+    fitted = kpitree.fit(tree, data, groups="region", random_intercept=True)
+    direct = sm.MixedLM(data["sqls"], sm.add_constant(data[["calls"]]), groups=data["region"])
+    result = direct.fit(reml=True)
+    np.testing.assert_allclose(fitted.params["estimate"], result.fe_params, rtol=1e-8)
+    np.testing.assert_allclose(fitted.params["std_err"], result.bse_fe, rtol=1e-8)
+    assert fitted.params.loc[1, "ci_low"] <= 0.2 <= fitted.params.loc[1, "ci_high"]
+    with pytest.raises(OptionError, match="needs a groups column"):
+        kpitree.fit(tree, data, random_intercept=True)
