@@ -386,7 +386,8 @@ def newey_west_lags(n: int) -> int:
 
 def _stats(result: Any, x: pd.DataFrame) -> dict[str, float]:
     ols = hasattr(result, "rsquared")
-    residuals = np.asarray(getattr(result, "resid_pearson", result.resid))
+    glm = hasattr(result, "resid_pearson")
+    residuals = np.asarray(result.resid_pearson if glm else result.resid)
     return {
         "n": float(result.nobs),
         "r2": float(result.rsquared if ols else _squared_correlation(result)),
