@@ -22,6 +22,7 @@ __all__ = [
     "DataError",
     "DataWarning",
     "FitError",
+    "FitWarning",
     "FormulaError",
     "KpiTreeError",
     "KpiTreeWarning",
@@ -180,6 +181,10 @@ class FitError(KpiTreeError, ValueError):
         super().__init__(message)
         self.link = link
         self.column = column
+
+
+class FitWarning(KpiTreeWarning):
+    """A link was fitted, but on weak ground (few rows, near-collinear predictors)."""
 
 
 class DataWarning(KpiTreeWarning):

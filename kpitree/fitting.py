@@ -32,7 +32,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from .errors import DataError, FitError, OptionError
+from .errors import DataError, FitError, FitWarning, OptionError, warn
 from .formula import parse_formula
 from .links import Link
 from .tree import Node, Tree
@@ -239,7 +239,15 @@ def _fit_link(
     if not (np.isfinite(estimates).all() and np.isfinite(cov).all()):
         raise FitError(f"the fit of {node!r} did not converge to finite estimates", link=node)
     return LinkFit(
-        node, link, names, estimates, cov, int(result.nobs), _stats(result, x), _warnings(x), result
+        node,
+        link,
+        names,
+        estimates,
+        cov,
+        int(result.nobs),
+        _stats(result, x),
+        _warnings(node, x),
+        result,
     )
 
 
@@ -263,7 +271,7 @@ def _fit_mixed(
     names = link.coefficient_names(node)
     stats_ = _stats(result, x)
     return LinkFit(
-        node, link, names, estimates, cov, int(result.nobs), stats_, _warnings(x), result
+        node, link, names, estimates, cov, int(result.nobs), stats_, _warnings(node, x), result
     )
 
 
@@ -408,12 +416,15 @@ def _squared_correlation(result: Any) -> float:
     return float(np.corrcoef(observed, np.asarray(result.fittedvalues, dtype=float))[0, 1] ** 2)
 
 
-def _warnings(x: pd.DataFrame) -> tuple[str, ...]:
+def _warnings(node: str, x: pd.DataFrame) -> tuple[str, ...]:
+    """Weak grounds for a fit, each also emitted as a :class:`FitWarning`."""
     notes = []
     if np.linalg.cond(x.to_numpy()) > 1e6:
         notes.append("large condition number: predictors close to collinear")
-    if len(x) < 10 * x.shape[1]:
+    if len(x) < 5 * x.shape[1]:
         notes.append(f"few rows ({len(x)}) for {x.shape[1]} coefficients")
+    for note in notes:
+        warn(f"link {node!r}: {note}", FitWarning)
     return tuple(notes)
 
 

@@ -177,10 +177,12 @@ def test_lags_are_taken_within_groups() -> None:
             "churn_rate": np.linspace(0, 1, 10),
         }
     )
-    fitted = kpitree.fit(
-        Tree.from_formulas("churn_rate ~ lag(nps, 1)"), data, groups="segment", cov_type="HC1"
-    )
-    assert fitted.summary().loc["churn_rate", "n"] == 8  # one row lost per segment
+    tree = Tree.from_formulas("churn_rate ~ lag(nps, 1)")
+    with pytest.warns(kpitree.errors.FitWarning, match=r"few rows \(8\) for 2 coefficients"):
+        fitted = kpitree.fit(tree, data, groups="segment", cov_type="HC1")
+    summary = fitted.summary()
+    assert summary.loc["churn_rate", "n"] == 8  # one row lost per segment
+    assert summary.loc["churn_rate", "warnings"] == "few rows (8) for 2 coefficients"
 
 
 @pytest.mark.parametrize(
