@@ -50,6 +50,7 @@ PAGES = [
     "architecture.md",
     "integrated-kpi.md",
     "data-quality.md",
+    "fitting.md",
 ]
 
 
@@ -152,10 +153,13 @@ def _cell(cells: list, marker: str):
 
 
 def _check_quickstart(cells: list, cwd: Path) -> None:
-    # the tree: its summary line and its HTML table
+    # the tree: its summary line and its HTML table. Counted in b2b_company.yaml: 12
+    # identities (revenue down to request_page_visits), 6 links (request, MQL, appointment,
+    # SQL, win and churn rate) and 15 levers (3 channels, deal_size, customers_start, arpa,
+    # expansion_rate and 8 leading indicators)
     shown = [output.get("data", {}) for output in _cell(cells, "load_b2b()").outputs]
     assert shown[0]["text/plain"].startswith(
-        "Tree 'B2B company': 25 nodes (12 formulas, 13 levers); top: revenue"
+        "Tree 'B2B company': 33 nodes (12 formulas, 6 links, 15 levers); top: revenue"
     )
     assert '<div class="kpitree">' in shown[0]["text/html"]
     # the plots

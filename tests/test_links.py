@@ -112,9 +112,7 @@ def test_links_in_a_tree() -> None:
 def test_with_link_returns_a_new_tree() -> None:
     tree = Tree.from_formulas("new_customers = sqls * win_rate", baselines={"win_rate": 0.2})
     linked = tree.with_link("win_rate", ["share_3plus", "nps"], transform="logit", lags={"nps": 3})
-    assert linked.node("win_rate").link == parse_link(
-        "logit(win_rate) ~ share_3plus + lag(nps, 3)"
-    )
+    assert linked.node("win_rate").link == parse_link("logit(win_rate) ~ share_3plus + lag(nps, 3)")
     assert linked.node("win_rate").baseline is None and tree.node("win_rate").link is None
     with pytest.raises(SpecError, match="defined by a formula"):
         tree.with_link("new_customers", ["x"])
