@@ -32,6 +32,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
+from .design import Design, build_design
 from .errors import DataError, FitError, FitWarning, OptionError, warn
 from .formula import parse_formula
 from .links import Link
@@ -226,151 +227,71 @@ def _fit_link(
     maxlags: int | None,
     groups: str | None,
 ) -> LinkFit:
-    link = tree.node(node).link
-    if link is None:  # pragma: no cover - tree.links lists linked nodes only
-        raise FitError(f"{node!r} has no link", link=node)
-    y, x = _design(link, node, data, groups)
-    names = link.coefficient_names(node)
-    model = _model(link, y, x)
-    kwds = _cov_kwds(cov_type, maxlags, len(y), data.loc[y.index, groups] if groups else None)
+    link = _link_of(tree, node)
+    design = build_design(link, node, data, groups)
+    model = _model(link, design, node)
+    clusters = data.loc[design.rows, groups] if groups else None
+    kwds = _cov_kwds(cov_type, maxlags, len(design.y), clusters)
     result = model.fit(cov_type=cov_type, cov_kwds=kwds)
-    estimates = np.asarray(result.params, dtype=float)
-    cov = np.asarray(result.cov_params(), dtype=float)
-    if not (np.isfinite(estimates).all() and np.isfinite(cov).all()):
-        raise FitError(f"the fit of {node!r} did not converge to finite estimates", link=node)
-    return LinkFit(
-        node,
-        link,
-        names,
-        estimates,
-        cov,
-        int(result.nobs),
-        _stats(result, x),
-        _warnings(node, x),
-        result,
-    )
+    return _link_fit(node, link, design, result, np.asarray(result.cov_params(), dtype=float))
 
 
 def _fit_mixed(
     tree: Tree, node: str, data: pd.DataFrame, cov_type: str, maxlags: int | None, groups: Any
 ) -> LinkFit:
     """A random intercept per group, fixed effects on the link's transformed scale."""
+    link = _link_of(tree, node)
+    design = build_design(link, node, data, groups)
+    y = design.y
+    if link.transform in ("logit", "log"):
+        reason = f"a mixed {link.transform} link: the response must be > 0"
+        if not (y > 0).all():
+            rows = list(design.rows[~(y > 0)][:5])
+            message = f"link {node!r}: {reason}; column {node!r} breaks it in rows {rows}"
+            raise DataError(message, node=node, column=node, rows=rows, reason="out of range")
+        y = np.log(y / (1 - y)) if link.transform == "logit" else np.log(y)
+    codes = pd.factorize(data.loc[design.rows, groups])[0]
+    model = sm.MixedLM(y, design.x, groups=codes)
+    _name(model, design, node)
+    result = model.fit(reml=True)
+    k = design.x.shape[1]
+    return _link_fit(node, link, design, result, np.asarray(result.cov_params())[:k, :k])
+
+
+def _link_of(tree: Tree, node: str) -> Link:
     link = tree.node(node).link
     if link is None:  # pragma: no cover - tree.links lists linked nodes only
         raise FitError(f"{node!r} has no link", link=node)
-    y, x = _design(link, node, data, groups)
-    if link.transform in ("logit", "log"):
-        _require(y > 0, node, node, f"a mixed {link.transform} link: the response must be > 0")
-        y = y.transform(lambda v: np.log(v / (1 - v)) if link.transform == "logit" else np.log(v))
-    result = sm.MixedLM(y, x, groups=pd.factorize(data.loc[y.index, groups])[0]).fit(reml=True)
-    k = x.shape[1]
-    estimates = np.asarray(result.fe_params, dtype=float)
-    cov = np.asarray(result.cov_params(), dtype=float)[:k, :k]
+    return link
+
+
+def _link_fit(node: str, link: Link, design: Design, result: Any, cov: np.ndarray) -> LinkFit:
+    k = design.x.shape[1]
+    estimates = np.asarray(result.params, dtype=float)[:k]
     if not (np.isfinite(estimates).all() and np.isfinite(cov).all()):
-        raise FitError(f"the mixed model of {node!r} did not converge", link=node)
+        raise FitError(f"the fit of {node!r} did not converge to finite estimates", link=node)
     names = link.coefficient_names(node)
-    stats_ = _stats(result, x)
+    notes = _warnings(node, design)
     return LinkFit(
-        node, link, names, estimates, cov, int(result.nobs), stats_, _warnings(node, x), result
+        node, link, names, estimates, cov, int(result.nobs), _stats(result, design), notes, result
     )
 
 
-def _design(
-    link: Link, node: str, data: pd.DataFrame, groups: str | None
-) -> tuple[pd.Series, pd.DataFrame]:
-    """The response and the design matrix (constant first), rows with lags dropped."""
-    columns = [node, *link.predictors]
-    for column in columns:
-        if column not in data.columns:
-            message = f"link {node!r}: column {column!r} is missing from the data"
-            raise DataError(message, node=node, column=column, reason="missing")
-    y = _numeric(data[node], node, node)
-    terms = {}
-    for term in link.terms:
-        values = _numeric(data[term.name], node, term.name)
-        if term.lag:
-            values = (
-                values.groupby(data[groups]).shift(term.lag) if groups else values.shift(term.lag)
-            )
-        terms[term.column] = values
-    x = pd.DataFrame(terms, index=data.index)
-    usable = x.notna().all(axis=1)  # the first rows of a lagged term have no value
-    y, x = y[usable], x[usable]
-    _check_values(link, node, y, x)
-    if link.transform == "log-log":
-        y, x = y.transform(np.log), x.transform(np.log)
-    design = sm.add_constant(x, has_constant="add", prepend=True)
-    _check_design(node, design)
-    return y, design
-
-
-def _numeric(values: pd.Series, node: str, column: str) -> pd.Series:
-    try:
-        numbers = values.astype(float)
-    except (TypeError, ValueError):
-        message = f"link {node!r}: column {column!r} is not numeric"
-        raise DataError(message, node=node, column=column, reason="not numeric") from None
-    missing = numbers.isna()
-    if missing.any():
-        rows = list(numbers.index[missing][:5])
-        message = (
-            f"link {node!r}: column {column!r} has NaN in {int(missing.sum())} row(s), first {rows}"
-        )
-        raise DataError(message, node=node, column=column, rows=rows, reason="nan")
-    return numbers
-
-
-def _check_values(link: Link, node: str, y: pd.Series, x: pd.DataFrame) -> None:
-    checks = {
-        "logit": (y, lambda v: (v > 0) & (v < 1), "the response must lie strictly in (0, 1)"),
-        "log": (y, lambda v: v >= 0, "the response must be >= 0"),
-        "log-log": (y, lambda v: v > 0, "the response must be > 0"),
-    }
-    if link.transform in checks:
-        values, ok, reason = checks[link.transform]
-        _require(ok(values), node, node, f"a {link.transform} link: {reason}")
-    if link.transform == "log-log":
-        for column in x:
-            _require(x[column] > 0, node, str(column), "a log-log link: predictors must be > 0")
-
-
-def _require(ok: pd.Series, node: str, column: str, reason: str) -> None:
-    if not ok.all():
-        rows = list(ok.index[~ok][:5])
-        message = f"link {node!r}: {reason}; column {column!r} breaks it in rows {rows}"
-        raise DataError(message, node=node, column=column, rows=rows, reason="out of range")
-
-
-def _check_design(node: str, design: pd.DataFrame) -> None:
-    n, k = design.shape
-    if n <= k:
-        message = f"link {node!r}: {n} usable rows for {k} coefficients; need more than {k}"
-        raise FitError(message, link=node)
-    for column in design.columns[1:]:
-        if design[column].nunique() < 2:
-            raise FitError(
-                f"link {node!r}: predictor {column!r} is constant", link=node, column=column
-            )
-    rank = np.linalg.matrix_rank(design.to_numpy())
-    if rank < k:
-        message = f"link {node!r}: predictors are perfectly collinear ({k} columns, rank {rank})"
-        raise FitError(message, link=node, column=_collinear(design))
-
-
-def _collinear(design: pd.DataFrame) -> str | None:
-    """The first predictor that the ones before it explain exactly."""
-    for i in range(2, design.shape[1] + 1):
-        if np.linalg.matrix_rank(design.iloc[:, :i].to_numpy()) < i:
-            return str(design.columns[i - 1])
-    return None  # pragma: no cover - called only when the rank is short
-
-
-def _model(link: Link, y: pd.Series, x: pd.DataFrame) -> Any:
+def _model(link: Link, design: Design, node: str) -> Any:
     if link.transform == "logit":
-        return sm.GLM(y, x, family=sm.families.Binomial())
-    if link.transform == "log":
-        return sm.GLM(y, x, family=sm.families.Poisson())
-    return sm.OLS(y, x)
+        model = sm.GLM(design.y, design.x, family=sm.families.Binomial())
+    elif link.transform == "log":
+        model = sm.GLM(design.y, design.x, family=sm.families.Poisson())
+    else:
+        model = sm.OLS(design.y, design.x)
+    _name(model, design, node)
+    return model
+
+
+def _name(model: Any, design: Design, node: str) -> None:
+    """Column names for statsmodels' own summaries (arrays go in, for speed)."""
+    model.data.xnames = list(design.names)
+    model.data.ynames = node
 
 
 def _cov_kwds(
@@ -392,7 +313,7 @@ def newey_west_lags(n: int) -> int:
     return math.floor(4 * (n / 100) ** (2 / 9))
 
 
-def _stats(result: Any, x: pd.DataFrame) -> dict[str, float]:
+def _stats(result: Any, design: Design) -> dict[str, float]:
     ols = hasattr(result, "rsquared")
     glm = hasattr(result, "resid_pearson")
     residuals = np.asarray(result.resid_pearson if glm else result.resid)
@@ -402,7 +323,7 @@ def _stats(result: Any, x: pd.DataFrame) -> dict[str, float]:
         "adj_r2": float(result.rsquared_adj) if ols else math.nan,
         "aic": float(result.aic),  # nan for a REML mixed model
         "durbin_watson": float(sm.stats.durbin_watson(residuals)),
-        "condition_number": float(np.linalg.cond(x.to_numpy())),
+        "condition_number": design.condition_number,
     }
 
 
@@ -416,13 +337,14 @@ def _squared_correlation(result: Any) -> float:
     return float(np.corrcoef(observed, np.asarray(result.fittedvalues, dtype=float))[0, 1] ** 2)
 
 
-def _warnings(node: str, x: pd.DataFrame) -> tuple[str, ...]:
+def _warnings(node: str, design: Design) -> tuple[str, ...]:
     """Weak grounds for a fit, each also emitted as a :class:`FitWarning`."""
+    n, k = design.x.shape
     notes = []
-    if np.linalg.cond(x.to_numpy()) > 1e6:
+    if design.condition_number > 1e6:
         notes.append("large condition number: predictors close to collinear")
-    if len(x) < 5 * x.shape[1]:
-        notes.append(f"few rows ({len(x)}) for {x.shape[1]} coefficients")
+    if n < 5 * k:
+        notes.append(f"few rows ({n}) for {k} coefficients")
     for note in notes:
         warn(f"link {node!r}: {note}", FitWarning)
     return tuple(notes)
