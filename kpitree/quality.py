@@ -91,8 +91,8 @@ class DataQuality:
             f"{int((table['identity_broken_share'] > 0).sum())} broken",
             f"{len(issues)} issue(s): {errors} error(s), {len(issues) - errors} warning(s)",
         ]
-        for issue in issues.head(max_issues).itertuples():
-            lines.append(f"- {issue.node}: {issue.check} ({_percent(issue.share)})")
+        for node, check, share in issues[["node", "check", "share"]].head(max_issues).to_numpy():
+            lines.append(f"- {node}: {check} ({_percent(share)})")
         if len(issues) > max_issues:
             lines.append(f"- and {len(issues) - max_issues} more (.issues)")
         return "\n".join(lines)
@@ -270,7 +270,11 @@ class _Run:
         """Parents and inputs breaking in the same rows: a break shared with a parent points at
         the observed value (the one term both use); one its inputs' breaks cover is explained.
         """
-        broken = {n: m["identity broken"][0] for n, m in self.masks.items() if n in self.errors}
+        broken: dict[str, np.ndarray] = {
+            n: np.asarray(m["identity broken"][0])
+            for n, m in self.masks.items()
+            if n in self.errors
+        }
         mine = broken[name]
         parents, children = (
             [n for n in names if n in broken and (broken[n] & mine).any()]

@@ -20,7 +20,9 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -141,11 +143,12 @@ def _indicator(
     baseline: float, scale: str, step: float, periods: int, rng: np.random.Generator
 ) -> np.ndarray:
     """A mean-reverting walk around ``baseline`` on the logit, log or plain scale."""
-    forward, back = {
+    scales: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
         "logit": (lambda v: np.log(v / (1 - v)), lambda z: 1 / (1 + np.exp(-z))),
         "log": (np.log, np.exp),
         "level": (lambda v: v, lambda z: z),
-    }[scale]
+    }
+    forward, back = scales[scale]
     centre = forward(baseline)
     walk = np.empty(periods)
     level = centre
