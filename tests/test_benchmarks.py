@@ -17,6 +17,7 @@ import kpitree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_evaluate
+import bench_fit
 import synthetic
 
 
@@ -40,3 +41,10 @@ def test_quick_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert {r.case for r in results} == {"build", "top", "all", "what-if"}
     assert all(r.kpitree_s is not None and r.kpitree_s > 0 for r in results)
     assert "| small |" in capsys.readouterr().out
+
+
+def test_quick_fitting_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    # the benchmark asserts that kpitree's estimates and covariances equal statsmodels'
+    bench_fit.main(["--quick", "--no-profile"])
+    out = capsys.readouterr().out
+    assert "| links | rows |" in out and "| 20 | 36 |" in out
