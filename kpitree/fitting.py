@@ -23,7 +23,7 @@ segment. The declared tree is never changed: :func:`fit` returns a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -128,6 +128,15 @@ class FittedTree(Tree):
         super().__init__(nodes, name=name, parameters=parameters)
         object.__setattr__(self, "_fits", dict(fits))
 
+    def _derive(self, nodes: Iterable[Node]) -> Tree:
+        """A derived tree keeps the fits of the links it leaves unchanged."""
+        nodes = list(nodes)
+        same = {n.name for n in nodes if n.name in self._fits and _same_model(n, self.node(n.name))}
+        kept = {name: fit_ for name, fit_ in self._fits.items() if name in same}
+        if not kept:
+            return super()._derive(nodes)
+        return FittedTree(nodes, fits=kept, name=self.name, parameters=self.parameters)
+
     @property
     def fits(self) -> Mapping[str, LinkFit]:
         """The :class:`LinkFit` of each fitted link, by node."""
@@ -178,6 +187,10 @@ class FittedTree(Tree):
             for fit in self._fits.values()
         ]
         return pd.concat(blocks, axis=1)
+
+
+def _same_model(node: Node, fitted: Node) -> bool:
+    return node.link == fitted.link and node.formula == fitted.formula
 
 
 def fit(

@@ -306,3 +306,13 @@ def test_random_intercept_per_segment_equals_statsmodels_mixedlm() -> None:
     assert fitted.params.loc[1, "ci_low"] <= 0.2 <= fitted.params.loc[1, "ci_high"]
     with pytest.raises(OptionError, match="needs a groups column"):
         kpitree.fit(tree, data, random_intercept=True)
+
+
+def test_derived_trees_keep_the_fits_of_unchanged_links(fitted: kpitree.FittedTree) -> None:
+    owned = fitted.with_metadata("sqls", owner="Inside Sales")  # metadata: the fit stands
+    assert isinstance(owned, kpitree.FittedTree) and set(owned.fits) == set(fitted.fits)
+    np.testing.assert_array_equal(owned.fits["sqls"].cov, fitted.fits["sqls"].cov)
+    assert owned.parameters == fitted.parameters
+    relinked = fitted.with_link("sqls", ["calls"])  # a new model: its old fit is gone
+    assert set(relinked.fits) == set(fitted.fits) - {"sqls"}
+    assert relinked.node("sqls").kind == "link"
