@@ -5,7 +5,7 @@
 exit with status 2 (bad input) — never a traceback.
 
 >>> main(["validate", str(datasets.B2B_MODEL)])  # doctest: +ELLIPSIS
-Tree 'B2B company': 25 nodes (12 formulas, 13 levers); top: revenue
+Tree 'B2B company': 33 nodes (12 formulas, 6 links, 15 levers); top: revenue
 ...
 0
 """

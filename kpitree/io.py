@@ -42,7 +42,9 @@ from .errors import FitError, ModelFileError, SpecError
 from .fitting import FittedTree, LinkFit
 from .formula import Formula
 from .links import Link, link_response, parse_link
-from .tree import Node, Tree, _parse_one
+from .node import Node
+from .spec import parse_one
+from .tree import Tree
 
 __all__ = ["FORMAT", "from_dict", "load", "save", "to_dict"]
 
@@ -208,7 +210,7 @@ def _node(name: str, entry: Any, source: str) -> Node:
     try:
         formula: Formula | None = None
         if fields.get("formula") is not None:
-            formula = _parse_one(name, fields.pop("formula"))
+            formula = parse_one(name, fields.pop("formula"))
         fields.pop("formula", None)
         link = _link(name, fields.pop("link", None))
         if fields.get("baseline") is not None and formula is not None:

@@ -18,9 +18,8 @@ request_rate*(ads + search + sns)
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cached_property
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -28,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import sympy
 
-from .errors import CycleError, FormulaError, SpecError, UnknownNodeError
-from .formula import FUNCTIONS, Formula, parse_formula
-from .links import Link, link_response, make_link, parse_link
+from .errors import CycleError, SpecError, UnknownNodeError
+from .links import Link, make_link
+from .node import Node, check_name
+from .spec import parse_one, parse_spec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,60 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Node", "Tree"]
 
-Bounds = tuple[float, float]
 _METADATA = ("owner", "unit", "bounds", "stage", "description", "baseline")
-_ASSIGNMENT = re.compile(r"^\s*(?P<name>[^\W\d]\w*)\s*=(?P<formula>.*)$")
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """One node of a tree: a formula (``None`` for a lever) and its metadata.
-
-    ``bounds`` is ``(low, high)`` with ``-inf``/``inf`` for an open side;
-    ``baseline`` is today's actual value of a lever, used when an analysis is not
-    given the lever's value.
-    """
-
-    name: str
-    formula: Formula | None = None
-    owner: str | None = None
-    unit: str | None = None
-    bounds: Bounds | None = None
-    stage: str | None = None
-    description: str | None = None
-    baseline: float | None = None
-    link: Link | None = None
-
-    @property
-    def is_lever(self) -> bool:
-        """True for a lever: neither a formula nor a regression link defines the node."""
-        return self.formula is None and self.link is None
-
-    @property
-    def is_input(self) -> bool:
-        """True when evaluation reads the node's value: a lever or an unfitted link."""
-        return self.formula is None
-
-    @property
-    def kind(self) -> str:
-        """``"lever"``, ``"formula"``, ``"link"`` (declared) or ``"fitted link"``."""
-        if self.link is not None:
-            return "fitted link" if self.formula is not None else "link"
-        return "lever" if self.formula is None else "formula"
-
-    def __post_init__(self) -> None:
-        _check_name(self.name)
-        texts = (self.owner, self.unit, self.stage, self.description)
-        if texts == (None, None, None, None) and self.bounds is None and self.baseline is None:
-            return  # nothing more to check: the common case in large generated trees
-        for key, value in zip(("owner", "unit", "stage", "description"), texts, strict=True):
-            if value is not None and not isinstance(value, str):
-                message = f"{key} of {self.name!r} must be text, not {type(value).__name__}"
-                raise SpecError(message, node=self.name)
-        if self.bounds is not None:
-            object.__setattr__(self, "bounds", _as_bounds(self.bounds, self.name))
-        if self.baseline is not None:
-            object.__setattr__(self, "baseline", _as_baseline(self))
 
 
 class Tree:
@@ -176,7 +123,7 @@ class Tree:
         """
         nodes = [
             Node(n, link=s) if isinstance(s, Link) else Node(n, formula=s)
-            for n, s in _parse_spec(spec).items()
+            for n, s in parse_spec(spec).items()
         ]
         metadata = {
             "owner": owners,
@@ -327,7 +274,7 @@ class Tree:
 
     def with_formula(self, name: str, formula: str) -> Tree:
         """A new tree where ``name`` (new, a lever or computed) is defined by ``formula``."""
-        parsed = _parse_one(name, formula)
+        parsed = parse_one(name, formula)
         old = self._nodes.get(name, Node(name))
         nodes = dict(self._nodes)
         nodes[name] = replace(old, formula=parsed, baseline=None)
@@ -454,89 +401,6 @@ class Tree:
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _check_name(name: object) -> None:
-    if not isinstance(name, str) or not name.isidentifier():
-        raise SpecError(f"{name!r} is not a valid node name (letters, digits, _)", node=str(name))
-    if name in FUNCTIONS:
-        raise SpecError(f"{name!r} is a function name and cannot name a node", node=name)
-
-
-def _as_bounds(value: object, name: str) -> Bounds:
-    try:
-        pair: tuple[Any, ...] = tuple(value)  # type: ignore[arg-type]
-        if len(pair) != 2 or isinstance(value, str):
-            raise ValueError
-        low = -math.inf if pair[0] is None else float(pair[0])
-        high = math.inf if pair[1] is None else float(pair[1])
-    except (TypeError, ValueError):
-        message = f"bounds of {name!r} must be (low, high), got {value!r}"
-        raise SpecError(message, node=name) from None
-    if math.isnan(low) or math.isnan(high) or low > high:
-        raise SpecError(f"bounds of {name!r} are not an interval: {value!r}", node=name)
-    return (low, high)
-
-
-def _as_baseline(node: Node) -> float:
-    try:
-        value = float(node.baseline)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        message = f"baseline of {node.name!r} must be a number, got {node.baseline!r}"
-        raise SpecError(message, node=node.name) from None
-    if not math.isfinite(value):
-        raise SpecError(f"baseline of {node.name!r} is not finite: {value}", node=node.name)
-    if node.bounds and not node.bounds[0] <= value <= node.bounds[1]:
-        message = f"baseline {value} of {node.name!r} is outside its bounds {node.bounds}"
-        raise SpecError(message, node=node.name)
-    return value
-
-
-def _parse_one(name: str, text: object) -> Formula:
-    _check_name(name)
-    if not isinstance(text, str):
-        message = f"formula of {name!r} must be text, not {type(text).__name__}"
-        raise SpecError(message, node=name)
-    try:
-        return parse_formula(text.strip())
-    except FormulaError as err:
-        raise err.with_node(name) from None
-
-
-def _parse_spec(spec: str | Mapping[str, str]) -> dict[str, Formula | Link]:
-    """``name = formula`` and ``response ~ predictors`` statements, by node."""
-    if isinstance(spec, Mapping):
-        return {name: _parse_one(name, text) for name, text in spec.items()}
-    if not isinstance(spec, str):
-        raise SpecError(f"a spec is text or a mapping, not {type(spec).__name__}")
-    statements: dict[str, Formula | Link] = {}
-    lines: dict[str, int] = {}
-    for number, raw in enumerate(spec.splitlines(), start=1):
-        line = raw.split("#", 1)[0]
-        if not line.strip():
-            continue
-        name, statement = _statement(line, number, raw)
-        if name in statements:
-            message = f"node {name!r} is defined twice (lines {lines[name]} and {number})"
-            raise SpecError(message, node=name)
-        statements[name] = statement
-        lines[name] = number
-    if not statements:
-        raise SpecError("the spec defines no node")
-    return statements
-
-
-def _statement(line: str, number: int, raw: str) -> tuple[str, Formula | Link]:
-    if "~" in line:
-        try:
-            return link_response(line.strip()), parse_link(line.strip())
-        except FormulaError as err:
-            raise FormulaError(f"line {number}: {err.reason}", text=err.text) from None
-    match = _ASSIGNMENT.match(line)
-    if match is None:
-        message = f"line {number} is neither `name = formula` nor a link `name ~ x + y`"
-        raise SpecError(f"{message}: {raw.strip()!r}")
-    return match["name"], _parse_one(match["name"], match["formula"])
-
-
 def _self_reference(node: Node) -> CycleError:
     error = CycleError([node.name, node.name])
     error.args = (f"node {node.name!r} is defined in terms of itself",)
@@ -555,7 +419,7 @@ def _dependencies(node: Node, parameters: Container[str]) -> tuple[str, ...]:
 def _as_parameters(values: Mapping[str, float] | None, nodes: Container[str]) -> dict[str, float]:
     parameters: dict[str, float] = {}
     for name, value in (values or {}).items():
-        _check_name(name)
+        check_name(name)
         if name in nodes:
             raise SpecError(f"{name!r} is both a node and a parameter", node=name)
         number = float(value)
