@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .errors import FormulaError, SpecError
-from .formula import Call, Name, Num, Sum, parse_formula
+from .formula import parse_formula
+from .syntax import Call, Name, Num, Sum
 
 __all__ = ["TRANSFORMS", "Link", "Term", "link_response", "make_link", "parse_link"]
 
