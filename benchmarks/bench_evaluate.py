@@ -25,7 +25,6 @@ Run ``python benchmarks/bench_evaluate.py`` (about 3-5 minutes on 2 cores);
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import platform
@@ -52,6 +51,7 @@ from synthetic import (
     run_baseline,
     run_baseline_whole,
 )
+from timing import time_once
 
 TOP = "revenue"
 WHAT_IF_LEVER = "win_rate_r1_p1"
@@ -124,22 +124,11 @@ QUICK = Settings(
 # --- timing -----------------------------------------------------------------------------
 
 
-def _time_once(func: Callable[[], Any]) -> float:
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        func()
-        return time.perf_counter() - start
-    finally:
-        gc.enable()
-
-
 def best_of(
     sides: Sequence[Callable[[], Any]], settings: Settings, *, min_repeats: int = 2
 ) -> tuple[list[float], int]:
     """Best time of each side over k interleaved repeats; k from the first repeat."""
-    first = [_time_once(side) for side in sides]
+    first = [time_once(side) for side in sides]
     slowest = max(first)
     wanted = math.ceil(settings.seconds / slowest) if slowest > 0 else settings.max_repeats
     repeats = max(min_repeats, min(settings.max_repeats, wanted))
@@ -148,7 +137,7 @@ def best_of(
     best = list(first)
     for _ in range(repeats - 1):
         for i, side in enumerate(sides):
-            best[i] = min(best[i], _time_once(side))
+            best[i] = min(best[i], time_once(side))
     return best, repeats
 
 
@@ -161,7 +150,7 @@ def tune_blocks(
     for block in settings.blocks:
         if block > rows and times:
             continue
-        times[block] = min(_time_once(lambda b=block: run(rows, b)) for _ in range(2))
+        times[block] = min(time_once(lambda b=block: run(rows, b)) for _ in range(2))
     return min(times, key=times.__getitem__), times
 
 
@@ -330,7 +319,7 @@ def bench_eval(
     )
     need = (baseline.peak_live + len(baseline.outputs) + 2) * n_rows * 8
     if need <= settings.whole_bytes:
-        whole = min(_time_once(lambda: run_baseline_whole(baseline, inputs)) for _ in range(2))
+        whole = min(time_once(lambda: run_baseline_whole(baseline, inputs)) for _ in range(2))
         result.whole_s = whole
         result.whole_over_blocked = whole / b
     else:

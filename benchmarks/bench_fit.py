@@ -59,6 +59,9 @@ import statsmodels.api as sm
 import kpitree
 from kpitree.fitting import newey_west_lags
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or imported
+from timing import time_once
+
 #: transform -> share of the links (largest remainder rounding)
 MIX: dict[str, float] = {"linear": 0.50, "logit": 0.20, "log": 0.15, "log-log": 0.15}
 LAG = 2  # periods of the lagged predictor
@@ -294,27 +297,16 @@ def check(
 # --- timing -----------------------------------------------------------------------------
 
 
-def _time_once(func: Callable[[], Any]) -> float:
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        func()
-        return time.perf_counter() - start
-    finally:
-        gc.enable()
-
-
 def best_of(sides: Sequence[Callable[[], Any]], settings: Settings) -> tuple[list[float], int]:
     """Best time of each side over k interleaved repeats; k from the first repeat."""
-    first = [_time_once(side) for side in sides]
+    first = [time_once(side) for side in sides]
     slowest = max(first)
     wanted = math.ceil(settings.seconds / slowest) if slowest > 0 else settings.max_repeats
     repeats = max(settings.min_repeats, min(settings.max_repeats, wanted))
     best = list(first)
     for _ in range(repeats - 1):
         for i, side in enumerate(sides):
-            best[i] = min(best[i], _time_once(side))
+            best[i] = min(best[i], time_once(side))
     return best, repeats
 
 
