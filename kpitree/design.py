@@ -22,7 +22,7 @@ import pandas as pd
 from .errors import DataError, FitError
 from .links import Link
 
-__all__ = ["Design", "build_design"]
+__all__ = ["Design", "build_design", "require"]
 
 _SHOWN_ROWS = 5
 
@@ -106,16 +106,17 @@ def _check_ranges(
 ) -> None:
     rule = f"a {link.transform} link:"
     if link.transform == "logit":
-        _require((y > 0) & (y < 1), node, node, rows, f"{rule} the response must lie in (0, 1)")
+        require((y > 0) & (y < 1), node, node, rows, f"{rule} the response must lie in (0, 1)")
     elif link.transform == "log":
-        _require(y >= 0, node, node, rows, f"{rule} the response must be >= 0")
+        require(y >= 0, node, node, rows, f"{rule} the response must be >= 0")
     elif link.transform == "log-log":
-        _require(y > 0, node, node, rows, f"{rule} the response must be > 0")
+        require(y > 0, node, node, rows, f"{rule} the response must be > 0")
         for j, name in enumerate(names[1:], start=1):
-            _require(x[:, j] > 0, node, name, rows, f"{rule} predictors must be > 0")
+            require(x[:, j] > 0, node, name, rows, f"{rule} predictors must be > 0")
 
 
-def _require(ok: np.ndarray, node: str, column: str, rows: pd.Index, reason: str) -> None:
+def require(ok: np.ndarray, node: str, column: str, rows: pd.Index, reason: str) -> None:
+    """A ``DataError`` naming the link, column and first rows where ``ok`` fails."""
     if not ok.all():
         bad = list(rows[~ok][:_SHOWN_ROWS])
         message = f"link {node!r}: {reason}; column {column!r} breaks it in rows {bad}"

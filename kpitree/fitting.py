@@ -32,7 +32,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from .design import Design, build_design
+from .design import Design, build_design, require
 from .errors import DataError, FitError, FitWarning, OptionError, warn
 from .formula import parse_formula
 from .links import Link
@@ -209,7 +209,8 @@ def fit(
     ``"nonrobust"`` or ``"HC0"``-``"HC3"``. With ``groups``, lags are taken within each
     group, and ``random_intercept=True`` fits a mixed model with a random intercept per
     group (statsmodels ``MixedLM`` on the link's transformed scale; the fitted formula
-    uses the fixed effects). Returns a :class:`FittedTree`; ``tree`` is unchanged.
+    uses the fixed effects; ``cov_type`` does not apply to it). Returns a
+    :class:`FittedTree`; ``tree`` is unchanged.
     """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a DataFrame, not {type(data).__name__}")
@@ -258,10 +259,7 @@ def _fit_mixed(
     y = design.y
     if link.transform in ("logit", "log"):
         reason = f"a mixed {link.transform} link: the response must be > 0"
-        if not (y > 0).all():
-            rows = list(design.rows[~(y > 0)][:5])
-            message = f"link {node!r}: {reason}; column {node!r} breaks it in rows {rows}"
-            raise DataError(message, node=node, column=node, rows=rows, reason="out of range")
+        require(y > 0, node, node, design.rows, reason)
         y = np.log(y / (1 - y)) if link.transform == "logit" else np.log(y)
     codes = pd.factorize(data.loc[design.rows, groups])[0]
     model = sm.MixedLM(y, design.x, groups=codes)
