@@ -36,7 +36,9 @@ from .fitting import FittedTree, fit
 from .integrated import IntegratedKPI, integrated_kpi
 from .io import load, save
 from .quality import DataQuality, check_data
+from .results import Elasticities, MonteCarlo, MorrisIndices, SobolIndices, TeamRanking, Tornado
 from .scenario import scenarios, what_if
+from .sensitivity import elasticities, monte_carlo, tornado
 from .tree import Node, Tree
 
 __version__ = "0.1.0"
@@ -47,6 +49,7 @@ __all__ = [
     "DataError",
     "DataQuality",
     "DataWarning",
+    "Elasticities",
     "FitError",
     "FitWarning",
     "FittedTree",
@@ -55,23 +58,31 @@ __all__ = [
     "KpiTreeError",
     "KpiTreeWarning",
     "ModelFileError",
+    "MonteCarlo",
+    "MorrisIndices",
     "Node",
     "ScenarioError",
+    "SobolIndices",
     "SpecError",
+    "TeamRanking",
+    "Tornado",
     "Tree",
     "UnknownNodeError",
     "__version__",
     "backtest",
     "check_data",
     "datasets",
+    "elasticities",
     "errors",
     "evaluate",
     "fit",
     "integrated_kpi",
     "load",
+    "monte_carlo",
     "plot",
     "save",
     "scenarios",
+    "tornado",
     "what_if",
 ]
 

@@ -24,7 +24,7 @@ array([[10., 20.]])
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,7 +36,10 @@ from .tree import post_order
 if TYPE_CHECKING:
     from .tree import Tree
 
-__all__ = ["BLOCK_ROWS", "CompiledTree", "FaultError", "NonFiniteError", "compile_tree"]
+__all__ = [
+    "BLOCK_ROWS", "CompiledTree", "FaultError", "NonFiniteError", "build_kernel", "compile_tree",
+    "forward_lines",
+]  # fmt: skip
 
 #: rows evaluated per call of the generated function (tuned in benchmarks/)
 BLOCK_ROWS = 32_768
@@ -134,7 +137,7 @@ class CompiledTree:
         kernel = self.kernels.get(mode)
         if kernel is None:
             source = self.source if mode == "guarded" else self.generate(mode)
-            kernel = self.kernels[mode] = _build_kernel(source, names=self.computed)
+            kernel = self.kernels[mode] = build_kernel(source, names=self.computed)
         return kernel
 
     def _loop(
@@ -200,7 +203,7 @@ def _compile(tree: Tree, outputs: tuple[str, ...], fixed: frozenset[str]) -> Com
     variables = {name: f"v{i}" for i, name in enumerate([*inputs, *computed])}
     generate = partial(_generate, tree, outputs, inputs, computed, variables)
     source = generate("guarded")
-    kernels = {"guarded": _build_kernel(source, names=computed)}  # the fast path, built now
+    kernels = {"guarded": build_kernel(source, names=computed)}  # the fast path, built now
     position = {name: i for i, name in enumerate(inputs)}
     copies = tuple((j, position[name]) for j, name in enumerate(outputs) if name in position)
     return CompiledTree(inputs, outputs, source, generate, tuple(computed), copies, kernels)
@@ -221,12 +224,27 @@ def _generate(
     variables: dict[str, str],
     mode: Mode,
 ) -> str:
-    """The kernel's source: one statement per computed node, in the order given.
+    """The kernel's source: one statement per computed node, in the order given."""
+    return "\n".join(forward_lines(tree, outputs, inputs, computed, variables, mode)) + "\n"
+
+
+def forward_lines(
+    tree: Tree,
+    outputs: Sequence[str],
+    inputs: Sequence[str],
+    computed: Sequence[str],
+    variables: Mapping[str, str],
+    mode: Mode,
+    *,
+    release: bool = True,
+) -> list[str]:
+    """The lines of ``def _kernel(L, O)`` computing ``computed`` and storing ``outputs``.
 
     ``guarded`` adds a bound check on each bounded input just before its first use
     (while its block is in cache) and on each bounded output; ``scalar`` is the same
     for plain Python floats; ``diagnostic`` checks every node's finiteness instead;
-    ``plain`` checks nothing.
+    ``plain`` checks nothing. With ``release``, each value is deleted after its last
+    use; without, every value stays available to lines appended by the caller.
     """
     formulas = {name: tree.node(name).formula for name in computed}  # computed: all have one
     uses = {name: formula.names for name, formula in formulas.items() if formula is not None}
@@ -259,14 +277,14 @@ def _generate(
             if guarded:
                 lines.extend(_guard(var, tree.node(name).bounds, scalar))
             lines.extend(f"    O[{j}] = {var}" for j in slots[name])
-        dead = last_use.get(name)
+        dead = last_use.get(name) if release else None
         if dead:
             lines.append(f"    del {', '.join(variables[n] for n in dead)}")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _input_guards(
-    tree: Tree, inputs: tuple[str, ...], variables: dict[str, str], scalar: bool
+    tree: Tree, inputs: Sequence[str], variables: Mapping[str, str], scalar: bool
 ) -> dict[str, list[str]]:
     """Guard lines per bounded input, emitted just before the input's first reader."""
     guards = {
@@ -314,9 +332,10 @@ def _check(node: str, value: np.ndarray | float, *inputs: np.ndarray | float) ->
         raise NonFiniteError(node, np.flatnonzero(np.atleast_1d(fault)))
 
 
-def _build_kernel(source: str, *, names: Sequence[str] = ()) -> Callable[[list, np.ndarray], None]:
+def build_kernel(source: str, *, names: Sequence[str] = ()) -> Callable[[list, np.ndarray], None]:
     namespace: dict[str, object] = {
         "_np": np,
+        "numpy": np,  # derivative code printed by sympy's NumPyPrinter (kpitree.gradient)
         "_check": _check,
         "_names": list(names),
         "_BoundError": _BoundError,

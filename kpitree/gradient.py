@@ -1,0 +1,247 @@
+"""Exact derivatives of one node with respect to many inputs, in one reverse pass.
+
+Each node's *local* partial derivatives (with respect to the names its formula
+reads) are taken symbolically with sympy, once per tree. :func:`compile_gradient`
+then generates one kernel: the forward statements of :mod:`kpitree.compile`
+(keeping every value), followed by a reverse pass that accumulates the adjoint of
+each node from its parents' adjoints and local partials, from the target down to
+the inputs (reverse-mode automatic differentiation over the DAG). The cost is a
+small multiple of one evaluation whatever the number of inputs, and the tree is
+never expanded into one expression.
+
+Partials are printed by sympy's ``NumPyPrinter`` from expressions built from our
+parsed syntax trees, over generated variable names: formula text never reaches the
+Python compiler.
+
+>>> from kpitree import Tree
+>>> tree = Tree.from_formulas("revenue = customers * arpa")
+>>> gradient = compile_gradient(tree, "revenue", ("customers", "arpa"))
+>>> value, derivatives = gradient.run([np.array([10.0, 20.0]), 5.0], n_rows=2)
+>>> value
+array([ 50., 100.])
+>>> derivatives
+array([[ 5.,  5.],
+       [10., 20.]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import sympy
+from sympy.printing.numpy import NumPyPrinter
+
+from .compile import CompiledTree, Mode, build_kernel, forward_lines
+from .tree import Tree, post_order
+
+__all__ = [
+    "GRADIENT_BLOCK_ROWS", "Gradient", "check_faults", "compile_gradient", "local_partials",
+]  # fmt: skip
+
+#: rows per call of a gradient kernel: every value of the block stays alive (tuned in
+#: benchmarks/bench_sensitivity.py)
+GRADIENT_BLOCK_ROWS = 4096
+
+_PRINTER = NumPyPrinter({"fully_qualified_modules": True})
+_CSE_WORTH_IT = (sympy.Function, sympy.Pow)  # partials sharing these share a temporary
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """A compiled derivative of ``target`` with respect to ``wrt``.
+
+    :meth:`run` takes one value per name in ``inputs`` (as
+    :meth:`kpitree.compile.CompiledTree.run` does) and returns the target's values and
+    an array of derivatives, one row per name in ``wrt``.
+    """
+
+    target: str
+    wrt: tuple[str, ...]
+    compiled: CompiledTree
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.compiled.inputs
+
+    @property
+    def source(self) -> str:
+        return self.compiled.source
+
+    def run(
+        self,
+        values: Sequence[np.ndarray | float],
+        n_rows: int,
+        *,
+        check: bool = True,
+        block_rows: int = GRADIENT_BLOCK_ROWS,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(target values, derivatives)``: shapes ``(n_rows,)`` and ``(len(wrt), n_rows)``.
+
+        With ``check``, bound violations and floating-point faults in the forward pass
+        raise :class:`~kpitree.compile.FaultError`; derivatives follow IEEE semantics
+        (a caller checks them for finiteness).
+        """
+        result = self.compiled.run(values, n_rows, check=check, block_rows=block_rows)
+        return result[0], result[1:]
+
+
+def compile_gradient(tree: Tree, target: str, wrt: Sequence[str]) -> Gradient:
+    """The cached :class:`Gradient` of ``target`` with respect to the inputs ``wrt``.
+
+    ``wrt`` may hold levers and parameters (fitted coefficients); an input the target
+    does not depend on gets a derivative of zero.
+    """
+    wrt = tuple(wrt)
+    key = ("gradient", target, wrt)
+    cached = tree._cache.get(key)
+    if cached is None:
+        tree.node(target)
+        cached = tree._cache[key] = Gradient(target, wrt, _compile(tree, target, wrt))
+    return cached
+
+
+def local_partials(tree: Tree, name: str) -> Mapping[str, sympy.Expr]:
+    """``{child: d name / d child}`` for a computed node, over real symbols named as nodes.
+
+    >>> tree = Tree.from_formulas("leads = visits * rate")
+    >>> dict(local_partials(tree, "leads"))
+    {'visits': rate, 'rate': visits}
+    """
+    key = ("partials", name)
+    cached = tree._cache.get(key)
+    if cached is None:
+        formula = tree.node(name).formula
+        if formula is None:
+            raise ValueError(f"{name!r} has no formula")
+        symbols = {n: sympy.Symbol(n, real=True) for n in formula.names}
+        expression = formula.to_sympy(symbols)
+        cached = {n: sympy.diff(expression, symbols[n]) for n in formula.names}
+        tree._cache[key] = cached
+    return cached
+
+
+def _compile(tree: Tree, target: str, wrt: tuple[str, ...]) -> CompiledTree:
+    needed = post_order((target,), tree.reads)
+    parameters = tree.parameters
+    inputs = tuple(n for n in needed if n in parameters or tree.node(n).is_input)
+    computed = [n for n in needed if n not in inputs]
+    variables = {name: f"v{i}" for i, name in enumerate([*inputs, *computed])}
+    generate = partial(_generate, tree, target, wrt, inputs, computed, variables)
+    source = generate("guarded")
+    kernels = {"guarded": build_kernel(source, names=computed)}
+    outputs = (target, *(f"d{target}/d{name}" for name in wrt))
+    copies = ((0, inputs.index(target)),) if target in inputs else ()
+    return CompiledTree(inputs, outputs, source, generate, tuple(computed), copies, kernels)
+
+
+def _generate(
+    tree: Tree,
+    target: str,
+    wrt: tuple[str, ...],
+    inputs: tuple[str, ...],
+    computed: list[str],
+    variables: dict[str, str],
+    mode: Mode,
+) -> str:
+    """Forward statements keeping every value, then the reverse pass into ``O[1:]``."""
+    if mode == "diagnostic":
+        mode = "plain"  # faults are located by kpitree.evaluate, not here
+    lines = forward_lines(tree, (target,), inputs, computed, variables, mode, release=False)
+    if len(lines) == 1:
+        lines.append("    pass")
+    adjoints = _reverse_lines(tree, target, set(wrt), computed, variables, lines)
+    for j, name in enumerate(wrt, start=1):
+        lines.append(f"    O[{j}] = {adjoints.get(name, '0')}")
+    return "\n".join(lines) + "\n"
+
+
+def _reverse_lines(
+    tree: Tree,
+    target: str,
+    wrt: set[str],
+    computed: list[str],
+    variables: dict[str, str],
+    lines: list[str],
+) -> dict[str, str]:
+    """Append the reverse pass to ``lines``; the adjoint expression of each node.
+
+    A node's adjoint is the sum over its readers of the reader's adjoint times the
+    local partial. An adjoint with one unit term is an alias, not a copy.
+    """
+    affected = _affected(tree, computed, wrt)
+    terms: dict[str, list[str]] = {}
+    adjoints: dict[str, str] = {target: "1"}
+    for step, name in enumerate(reversed(computed)):
+        if name != target:
+            adjoints[name] = _accumulate(name, terms.get(name, []), f"a{step}", lines)
+        if adjoints[name] == "0":
+            continue
+        partials = {c: d for c, d in local_partials(tree, name).items() if c in affected}
+        for child, code in _print_partials(partials, variables, f"t{step}_", lines).items():
+            terms.setdefault(child, []).append(_times(adjoints[name], code))
+    for step, name in enumerate(sorted(wrt & set(terms))):
+        adjoints[name] = _accumulate(name, terms[name], f"w{step}", lines)
+    return adjoints
+
+
+def _affected(tree: Tree, computed: list[str], wrt: set[str]) -> set[str]:
+    """Inputs in ``wrt`` and the computed nodes that depend on one of them."""
+    affected = set(wrt)
+    for name in computed:  # children come before their readers
+        if any(child in affected for child in tree.reads(name)):
+            affected.add(name)
+    return affected
+
+
+def _accumulate(name: str, terms: list[str], var: str, lines: list[str]) -> str:
+    if not terms:
+        return "0"
+    if len(terms) == 1 and _is_atom(terms[0]):
+        return terms[0]  # an alias or a constant: no statement
+    lines.append(f"    {var} = {' + '.join(terms)}")
+    return var
+
+
+def _is_atom(code: str) -> bool:
+    return code.isidentifier() or code.replace(".", "", 1).isdigit()
+
+
+def _times(adjoint: str, partial_code: str) -> str:
+    if adjoint == "1":
+        return partial_code
+    if partial_code == "1":
+        return adjoint
+    if partial_code == "-1":
+        return f"(-{adjoint})"
+    return f"{adjoint} * ({partial_code})"
+
+
+def _print_partials(
+    partials: Mapping[str, sympy.Expr], variables: Mapping[str, str], prefix: str, lines: list[str]
+) -> dict[str, str]:
+    """Numpy code per non-zero partial; subexpressions shared by several become temporaries."""
+    nonzero = {c: _renamed(d, variables) for c, d in partials.items() if d != 0}
+    if len(nonzero) > 1 and any(d.has(*_CSE_WORTH_IT) for d in nonzero.values()):
+        symbols = sympy.numbered_symbols(prefix, real=True)
+        shared, reduced = sympy.cse(list(nonzero.values()), symbols=symbols)
+        for symbol, expression in shared:
+            lines.append(f"    {symbol} = {_PRINTER.doprint(expression)}")
+        nonzero = dict(zip(nonzero, reduced, strict=True))
+    return {child: _PRINTER.doprint(d) for child, d in nonzero.items()}
+
+
+def _renamed(expression: sympy.Expr, variables: Mapping[str, str]) -> sympy.Expr:
+    free = expression.free_symbols
+    return expression.xreplace({s: sympy.Symbol(variables[s.name], real=True) for s in free})
+
+
+def check_faults(gradient: Gradient, derivatives: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """The first input whose derivative is not finite, and the rows (0-based), if any."""
+    bad = ~np.isfinite(derivatives)
+    if not bad.any():
+        return None
+    j = int(np.flatnonzero(bad.any(axis=1))[0])
+    return gradient.wrt[j], np.flatnonzero(bad[j])
