@@ -33,6 +33,7 @@ from .errors import (
 )
 from .evaluate import evaluate
 from .fitting import FittedTree, fit
+from .global_sensitivity import morris, sobol
 from .integrated import IntegratedKPI, integrated_kpi
 from .io import load, save
 from .quality import DataQuality, check_data
@@ -79,9 +80,11 @@ __all__ = [
     "integrated_kpi",
     "load",
     "monte_carlo",
+    "morris",
     "plot",
     "save",
     "scenarios",
+    "sobol",
     "tornado",
     "what_if",
 ]
