@@ -40,6 +40,7 @@ from .quality import DataQuality, check_data
 from .results import Elasticities, MonteCarlo, MorrisIndices, SobolIndices, TeamRanking, Tornado
 from .scenario import scenarios, what_if
 from .sensitivity import elasticities, monte_carlo, tornado
+from .teams import rank_teams
 from .tree import Node, Tree
 
 __version__ = "0.1.0"
@@ -82,6 +83,7 @@ __all__ = [
     "monte_carlo",
     "morris",
     "plot",
+    "rank_teams",
     "save",
     "scenarios",
     "sobol",
