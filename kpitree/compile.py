@@ -23,6 +23,7 @@ array([[10., 20.]])
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -335,7 +336,8 @@ def _check(node: str, value: np.ndarray | float, *inputs: np.ndarray | float) ->
 def build_kernel(source: str, *, names: Sequence[str] = ()) -> Callable[[list, np.ndarray], None]:
     namespace: dict[str, object] = {
         "_np": np,
-        "numpy": np,  # derivative code printed by sympy's NumPyPrinter (kpitree.gradient)
+        "numpy": np,  # derivative code printed by sympy's NumPyPrinter (kpitree.gradient),
+        "functools": functools,  # which writes min/max as functools.reduce(numpy.minimum, ...)
         "_check": _check,
         "_names": list(names),
         "_BoundError": _BoundError,

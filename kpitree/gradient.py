@@ -26,6 +26,7 @@ array([[ 5.,  5.],
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -80,9 +81,9 @@ class Gradient:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(target values, derivatives)``: shapes ``(n_rows,)`` and ``(len(wrt), n_rows)``.
 
-        With ``check``, bound violations and floating-point faults in the forward pass
-        raise :class:`~kpitree.compile.FaultError`; derivatives follow IEEE semantics
-        (a caller checks them for finiteness).
+        With ``check``, bound violations, floating-point faults and non-finite
+        derivatives raise :class:`~kpitree.compile.FaultError`; without, values follow
+        IEEE semantics (see :func:`check_faults`).
         """
         result = self.compiled.run(values, n_rows, check=check, block_rows=block_rows)
         return result[0], result[1:]
@@ -152,39 +153,103 @@ def _generate(
     lines = forward_lines(tree, (target,), inputs, computed, variables, mode, release=False)
     if len(lines) == 1:
         lines.append("    pass")
-    adjoints = _reverse_lines(tree, target, set(wrt), computed, variables, lines)
-    for j, name in enumerate(wrt, start=1):
-        lines.append(f"    O[{j}] = {adjoints.get(name, '0')}")
-    return "\n".join(lines) + "\n"
+    slots = {name: j for j, name in enumerate(wrt, start=1)}
+    in_place = mode != "scalar"  # a scalar kernel's O is a list of floats
+    written = _reverse_lines(tree, target, slots, computed, variables, lines, in_place)
+    lines.extend(f"    O[{j}] = 0.0" for name, j in slots.items() if name not in written)
+    if mode in ("guarded", "scalar"):  # one sum while the block is in cache
+        lines += ["    if not _np.isfinite(_np.sum(O)):", "        raise _BoundError"]
+    return "\n".join(_released(lines)) + "\n"
+
+
+_VARIABLE = re.compile(r"\b(?:[vaw]\d+|t\d+_\d+)\b")
+
+
+def _released(lines: list[str]) -> list[str]:
+    """``lines`` with each variable deleted right after its last use.
+
+    The reverse pass reads forward values long after they are computed; freeing
+    them as soon as possible keeps a block's working set in cache.
+    """
+    last: dict[str, int] = {}
+    for i, line in enumerate(lines):
+        for name in _VARIABLE.findall(line):
+            last[name] = i
+    dying: dict[int, list[str]] = {}
+    for name, i in last.items():
+        if not lines[i].startswith("    if "):  # a guard's raise line follows it
+            dying.setdefault(i, []).append(name)
+        else:
+            dying.setdefault(i + 1, []).append(name)
+    released = []
+    for i, line in enumerate(lines):
+        released.append(line)
+        if i in dying and i > 1:
+            released.append(f"    del {', '.join(sorted(dying[i]))}")
+    return released
 
 
 def _reverse_lines(
     tree: Tree,
     target: str,
-    wrt: set[str],
+    slots: Mapping[str, int],
     computed: list[str],
     variables: dict[str, str],
     lines: list[str],
-) -> dict[str, str]:
-    """Append the reverse pass to ``lines``; the adjoint expression of each node.
+    in_place: bool,
+) -> set[str]:
+    """Append the reverse pass to ``lines``; return the inputs whose output it writes.
 
     A node's adjoint is the sum over its readers of the reader's adjoint times the
-    local partial. An adjoint with one unit term is an alias, not a copy.
+    local partial; an adjoint with one unit term is an alias, not a copy. An input's
+    derivative is written to its output row as soon as its last reader is done, so
+    that few arrays are alive at once.
     """
-    affected = _affected(tree, computed, wrt)
+    affected = _affected(tree, computed, set(slots))
+    pending = _readers(tree, computed, affected, slots)
     terms: dict[str, list[str]] = {}
     adjoints: dict[str, str] = {target: "1"}
+    written = set()
+    if target in slots:
+        lines.append(f"    O[{slots[target]}] = 1.0")
+        written.add(target)
     for step, name in enumerate(reversed(computed)):
         if name != target:
             adjoints[name] = _accumulate(name, terms.get(name, []), f"a{step}", lines)
-        if adjoints[name] == "0":
-            continue
-        partials = {c: d for c, d in local_partials(tree, name).items() if c in affected}
-        for child, code in _print_partials(partials, variables, f"t{step}_", lines).items():
-            terms.setdefault(child, []).append(_times(adjoints[name], code))
-    for step, name in enumerate(sorted(wrt & set(terms))):
-        adjoints[name] = _accumulate(name, terms[name], f"w{step}", lines)
-    return adjoints
+        if adjoints[name] != "0":
+            partials = {c: d for c, d in local_partials(tree, name).items() if c in affected}
+            for child, code in _print_partials(partials, variables, f"t{step}_", lines).items():
+                terms.setdefault(child, []).append(_times(adjoints[name], code))
+        for child in set(tree.reads(name)) & pending.keys():  # counted as in _readers
+            pending[child] -= 1
+            if not pending[child] and child in terms:
+                lines.append(_output_line(slots[child], terms[child], in_place))
+                written.add(child)
+    return written
+
+
+def _readers(
+    tree: Tree, computed: list[str], affected: set[str], slots: Mapping[str, int]
+) -> dict[str, int]:
+    """How many computed nodes read each input in ``slots`` (each counted once)."""
+    count = dict.fromkeys(slots, 0)
+    for name in computed:
+        if name in affected:
+            for child in set(tree.reads(name)) & count.keys():
+                count[child] += 1
+    return count
+
+
+def _output_line(slot: int, terms: list[str], in_place: bool) -> str:
+    """``O[slot] = sum of terms``; a single product is written in place."""
+    if len(terms) == 1 and in_place:
+        factors = _PRODUCT.fullmatch(terms[0])
+        if factors:
+            return f"    _np.multiply({factors[1]}, {factors[2]}, out=O[{slot}])"
+    return f"    O[{slot}] = {' + '.join(terms)}"
+
+
+_PRODUCT = re.compile(r"(\w+) \* \((\w+)\)")
 
 
 def _affected(tree: Tree, computed: list[str], wrt: set[str]) -> set[str]:

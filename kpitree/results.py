@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import import_module
 from typing import Any
 
@@ -73,49 +74,78 @@ def _cell(value: Any) -> Any:
 class Elasticities(Result):
     """Derivatives and elasticities of ``target`` with respect to each lever, per row.
 
-    ``derivatives`` and ``elasticity`` are wide frames (a row per state, a column per
-    lever); :meth:`to_frame` is indexed by lever for one state (sorted by absolute
+    ``derivatives``, ``elasticity`` and ``values`` are wide frames (a row per state, a
+    column per lever), built on first access from the arrays the engine returned;
+    :meth:`to_frame` is indexed by lever for one state (sorted by absolute
     elasticity), by ``(row, lever)`` for several.
     """
 
     target: str
-    target_values: pd.Series
-    values: pd.DataFrame
-    derivatives: pd.DataFrame
-    owners: pd.Series
+    index: pd.Index
+    levers: tuple[str, ...]
+    owner_names: tuple[str | None, ...]
+    target_array: np.ndarray = field(repr=False)  # (rows,)
+    lever_values: tuple[np.ndarray | float, ...] = field(repr=False)  # per lever
+    derivative_array: np.ndarray = field(repr=False)  # (levers, rows)
     basis: Mapping[str, Any] = field(default_factory=dict)
     _plot = "elasticities"
 
     @property
+    def owners(self) -> pd.Series:
+        """The owner team of each lever."""
+        return pd.Series(self.owner_names, index=self._columns, dtype=object)
+
+    @cached_property
+    def target_values(self) -> pd.Series:
+        """The target's value per row."""
+        return pd.Series(self.target_array, index=self.index, name=self.target)
+
+    @cached_property
+    def values(self) -> pd.DataFrame:
+        """Each lever's value per row."""
+        rows = len(self.index)
+        values = np.array([np.broadcast_to(v, rows) for v in self.lever_values]).reshape(-1, rows)
+        return self._wide(values)
+
+    @cached_property
+    def derivatives(self) -> pd.DataFrame:
+        """d target / d lever per row."""
+        return self._wide(self.derivative_array)
+
+    @cached_property
     def elasticity(self) -> pd.DataFrame:
         """% change of the target per 1% change of each lever (rows x levers)."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = self.values.to_numpy() / self.target_values.to_numpy()[:, None]
+            ratio = self.values.to_numpy() / self.target_array[:, None]
             return pd.DataFrame(
-                self.derivatives.to_numpy() * ratio,
-                index=self.derivatives.index,
-                columns=self.derivatives.columns,
+                self.derivatives.to_numpy() * ratio, index=self.index, columns=self._columns
             )
+
+    @property
+    def _columns(self) -> pd.Index:
+        return pd.Index(list(self.levers), name="lever")
+
+    def _wide(self, values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(values.T, index=self.index, columns=self._columns, copy=False)
 
     def to_frame(self) -> pd.DataFrame:
         columns = {
-            "owner": np.tile(self.owners.to_numpy(dtype=object), len(self.values)),
+            "owner": np.tile(np.array(self.owner_names, dtype=object), len(self.index)),
             "value": self.values.to_numpy().ravel(),
             "derivative": self.derivatives.to_numpy().ravel(),
             "elasticity": self.elasticity.to_numpy().ravel(),
         }
-        if len(self.values) == 1:
-            frame = pd.DataFrame(columns, index=self.derivatives.columns)
+        if len(self.index) == 1:
+            frame = pd.DataFrame(columns, index=self._columns)
             order = np.argsort(-np.abs(frame["elasticity"].to_numpy()), kind="stable")
             return frame.iloc[order]
         index = pd.MultiIndex.from_product(
-            [self.values.index, self.derivatives.columns],
-            names=[self.values.index.name or "row", "lever"],
+            [self.index, self._columns], names=[self.index.name or "row", "lever"]
         )
         return pd.DataFrame(columns, index=index)
 
     def title(self) -> str:
-        rows = f" over {len(self.values)} states" if len(self.values) > 1 else ""
+        rows = f" over {len(self.index)} states" if len(self.index) > 1 else ""
         return f"Elasticities of {self.target!r}{rows}"
 
 

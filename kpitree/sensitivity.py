@@ -63,14 +63,15 @@ def elasticities(
     except FaultError:
         evaluate_array(tree, frame, (target,))  # raises the DataError naming node and rows
         value, derivatives = gradient.run(values, frame.n_rows, check=False)
-    _raise_on_faults(gradient, derivatives, frame.index)
-    at_values = [np.broadcast_to(frame.values_for(tree, name), frame.n_rows) for name in levers]
+        _raise_on_faults(gradient, derivatives, frame.index)
     return Elasticities(
         target=target,
-        target_values=pd.Series(value, index=frame.index, name=target),
-        values=_wide(np.array(at_values), frame.index, levers),
-        derivatives=_wide(derivatives, frame.index, levers),
-        owners=pd.Series([_owner(tree, n) for n in levers], index=list(levers), dtype=object),
+        index=frame.index,
+        levers=levers,
+        owner_names=tuple(_owner(tree, name) for name in levers),
+        target_array=value,
+        lever_values=tuple(frame.values_for(tree, name) for name in levers),
+        derivative_array=derivatives,
         basis={"method": "exact derivatives (reverse pass)", "state": _describe_state(at)},
     )
 
@@ -205,10 +206,6 @@ def _raise_on_faults(gradient: Any, derivatives: np.ndarray, index: pd.Index) ->
             f"at row(s) {rows} (a kink or a vertical tangent: sqrt or abs at 0, min/max ties?)"
         )
         raise DataError(message, node=name, rows=rows, reason="not finite")
-
-
-def _wide(values: np.ndarray, index: pd.Index, columns: Sequence[str]) -> pd.DataFrame:
-    return pd.DataFrame(values.T, index=index, columns=pd.Index(list(columns), name="lever"))
 
 
 def _owner(tree: Tree, name: str) -> str | None:
