@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -87,14 +87,15 @@ def _demo(args: argparse.Namespace) -> int:
     print(_format_values(baseline[list(tree.computed)]), end="\n\n")
     print(f"What if {', '.join(f'{k} {v}' for k, v in DEMO_CHANGES.items())}?")
     print(_format_table(what_if(tree, None, DEMO_CHANGES).loc[list(tree.computed)]), end="\n\n")
-    _demo_fit(tree)
+    fitted, history = _demo_fit(tree)
     args.out.mkdir(parents=True, exist_ok=True)
     image = _save_tree_plot(tree, args.out / "tree.png", baseline)
-    print(f"Saved the tree, coloured by team, to {image}")
+    print(f"Saved the tree, coloured by team, to {image}\n")
+    _demo_sensitivity(fitted, history, args.out)
     return 0
 
 
-def _demo_fit(tree: Tree) -> None:
+def _demo_fit(tree: Tree) -> tuple[Tree, pd.DataFrame]:
     """Fit the six links on the simulated history; print estimates next to the truth."""
     history = datasets.simulate_b2b()
     fitted = fit(tree, history)
@@ -103,6 +104,24 @@ def _demo_fit(tree: Tree) -> None:
     months = f"{history.index[0]} to {history.index[-1]}"
     print(f"Links fitted on {len(history)} months of history ({months}), HAC standard errors:")
     print(table.to_string(float_format="{:.4f}".format), end="\n\n")
+    return fitted, history
+
+
+def _demo_sensitivity(fitted: Tree, history: pd.DataFrame, out: Path) -> None:
+    """Which team's levers move revenue most: the ranking, its basis, the tornado chart."""
+    from .sensitivity import tornado
+    from .teams import rank_teams
+
+    last = history.iloc[-1]
+    ranking = rank_teams(fitted, "revenue", at=last, ranges=history, progress=False)
+    print(f"Which team moves revenue most? (at {last.name}, levers over their own history)")
+    print(ranking, end="\n\n")
+    chart = tornado(fitted, "revenue", at=last, ranges=history)
+    _headless()
+    from . import plot
+
+    path = _save_figure(chart.plot(colors=plot.team_colors(fitted)), out / "tornado.png")
+    print(f"Saved the tornado chart of revenue to {path}")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -144,14 +163,22 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _save_tree_plot(tree: Tree, path: Path, values: pd.Series | None) -> Path:
+    from . import plot
+
+    _headless()
+    return _save_figure(plot.tree(tree, values, title=tree.name), path)
+
+
+def _headless() -> None:
+    """Draw without a display (the CLI only saves files)."""
     import matplotlib
 
     matplotlib.use("Agg")
+
+
+def _save_figure(ax: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from . import plot
-
-    ax = plot.tree(tree, values, title=tree.name)
     figure = cast("Figure", ax.get_figure(root=True))
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from .compile import CompiledTree, FaultError, compile_tree
 from .errors import OptionError
 from .evaluate import Inputs, evaluate_array
+from .node import NO_OWNER
 from .ranges import RangeSpec, lever_ranges, marginals
 from .results import MorrisIndices, SobolIndices
 from .sensitivity import State, levers_of, one_state
@@ -43,8 +44,7 @@ from .tree import Tree
 
 __all__ = ["morris", "sobol"]
 
-NO_OWNER = "(no owner)"
-_BLOCK_VALUES = 1 << 21  # values of all nodes in one block of rows (16 MB)
+_BLOCK_VALUES = 1 << 23  # values of the A pass kept for one block of rows (64 MB)
 
 Groups = str | Mapping[str, str] | None
 
@@ -84,7 +84,7 @@ def sobol(
             base = sampler.random(block)
             _run_block(plan, base, counts[start : start + block], stats, start, bar)
     table = stats.indices(norm.ppf(0.5 + conf_level / 2))
-    table.index = pd.Index(plan.unit_names, name="group" if plan.grouped else "lever")
+    table.index = pd.Index(plan.unit_names, name=_index_name(groups))
     if not plan.grouped:
         table.insert(0, "owner", [tree.owner(name) for name in plan.unit_names])
     order = np.argsort(-table["ST"].to_numpy(), kind="stable")
@@ -147,7 +147,7 @@ def morris(
         seed=seed,
     )
     frame = pd.DataFrame({k: found[k] for k in ("mu", "mu_star", "mu_star_conf", "sigma")})
-    frame.index = pd.Index(list(found["names"]), name="group" if groups is not None else "lever")
+    frame.index = pd.Index(list(found["names"]), name=_index_name(groups))
     if groups is None:
         frame.insert(0, "owner", [tree.owner(name) for name in frame.index])
     order = np.argsort(-frame["mu_star"].to_numpy(), kind="stable")
@@ -198,10 +198,10 @@ def _plan(
     if not levers:
         raise OptionError("no lever varies: give ranges or distributions", option="ranges")
     unit_of = _units(tree, levers, groups)
-    names = tuple(dict.fromkeys(unit_of[name] for name in levers))  # first appearance
-    units = tuple(
-        tuple(j for j, lever in enumerate(levers) if unit_of[lever] == name) for name in names
-    )
+    members: dict[str, list[int]] = {}  # unit name -> design columns, by first appearance
+    for j, lever in enumerate(levers):
+        members.setdefault(unit_of[lever], []).append(j)
+    names, units = tuple(members), tuple(tuple(columns) for columns in members.values())
     kernels, side = _unit_kernels(tree, target, levers, units)
     return _Plan(tree, target, state, levers, laws, units, names, groups is not None, side, kernels)
 
@@ -226,13 +226,14 @@ def _unit_kernels(
 ) -> tuple[tuple[CompiledTree, ...], tuple[str, ...]]:
     """Per unit, the kernel recomputing only what its levers move; the nodes it reads."""
     upstream = set(tree.upstream(target)) | {target}
+    computed = set(tree.computed)
     position = {name: i for i, name in enumerate(tree.nodes)}
     kernels, side = [], {target: None}
     for unit in units:
         moved = {levers[j] for j in unit}
         affected = set().union(*(tree.downstream(name) for name in moved)) & upstream
         boundary = {c for name in affected for c in tree.reads(name)} - affected - moved
-        fixed = frozenset(c for c in boundary if c not in tree.parameters and c in tree.computed)
+        fixed = frozenset(boundary & computed)
         kernels.append(compile_tree(tree, (target,), fixed=fixed))
         side.update(dict.fromkeys(sorted(fixed, key=position.__getitem__)))
     return tuple(kernels), tuple(side)
@@ -384,6 +385,12 @@ def _resampled_variance(a: np.ndarray, b: np.ndarray, counts: np.ndarray) -> np.
 def _describe_inputs(laws: Mapping[str, Any]) -> str:
     kinds = sorted({law.basis for law in laws.values()})
     return f"{len(laws)} levers: " + ", ".join(kinds)
+
+
+def _index_name(groups: Groups) -> str:
+    if groups is None:
+        return "lever"
+    return "team" if groups == "owner" else "group"
 
 
 def _describe_groups(groups: Groups) -> str:

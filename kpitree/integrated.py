@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from .errors import DataError, OptionError
+from .node import NO_OWNER
 from .tree import Tree
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ __all__ = ["METHODS", "IntegratedKPI", "fold_windows", "integrated_kpi"]
 
 Method = Literal["simplex", "pls", "equal"]
 METHODS = ("simplex", "pls", "equal")
-NO_OWNER = "(no owner)"  # the label kpitree.plot uses too
 EQUAL = "equal weights"
 
 

@@ -15,9 +15,12 @@ from .errors import SpecError
 from .formula import FUNCTIONS, Formula
 from .links import Link
 
-__all__ = ["Bounds", "Node", "check_name"]
+__all__ = ["NO_OWNER", "Bounds", "Node", "check_name"]
 
 Bounds = tuple[float, float]
+
+#: the team of nodes without an owner, in team rankings, grouped indices and plots
+NO_OWNER = "(no owner)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,11 @@ class Result:
         return draw(self, ax=ax, **kwargs)
 
 
+def _number(value: float) -> str:
+    """``152,034,240`` for large values, ``0.2231`` for small ones."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         return f"{value:.4g}"
@@ -163,7 +168,7 @@ class Tornado(Result):
         return self.table.copy()
 
     def title(self) -> str:
-        return f"Tornado of {self.target!r} (at {self.target_value:,.6g})"
+        return f"Tornado of {self.target!r} (at {_number(self.target_value)})"
 
 
 @dataclass(frozen=True, repr=False)

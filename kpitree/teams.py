@@ -41,7 +41,8 @@ import pandas as pd
 
 from .errors import OptionError
 from .evaluate import Inputs, evaluate_array
-from .global_sensitivity import NO_OWNER, sobol
+from .global_sensitivity import sobol
+from .node import NO_OWNER
 from .ranges import RangeSpec, lever_ranges
 from .results import TeamRanking
 from .sensitivity import State, elasticities, levers_of, one_state
@@ -96,7 +97,7 @@ def rank_teams(
     basis = {
         "method": _METHOD_TEXT[method],
         "ranges": ", ".join(sorted(set(table["basis"]))),
-        "target": f"{target} = {base:,.6g}",
+        "target": f"{target} = {base:,.0f}" if abs(base) >= 1000 else f"{target} = {base:.4g}",
         "uncertainty": uncertainty,
     }
     return TeamRanking(target, base, frame, teams, detail, basis)

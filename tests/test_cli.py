@@ -21,8 +21,16 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     fitted = next(line for line in out.splitlines() if line.startswith("win_rate__share_3plus"))
     truth, _estimate, _std_err, low, high = (float(v) for v in fitted.split()[1:])
     assert truth == 4.0 and low <= truth <= high  # the simulator's true slope, recovered
-    image = tmp_path / "tree.png"
-    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 20_000
+    for name in ("tree.png", "tornado.png"):
+        image = tmp_path / name
+        assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 20_000
+    ranking = out[out.index("Which team moves revenue most?") :]
+    assert "method: tornado" in ranking and "interval over 200 coefficient draws" in ranking
+    teams = ("Customer Success", "Field Sales", "Inside Sales", "Marketing")
+    rows = [line for line in ranking.splitlines() if line.startswith(teams)]
+    assert len(rows) == 4
+    ranks = [int(row.split()[-5]) for row in rows]  # impact, pct, share, rank, ci.., p, n
+    assert ranks == [1, 2, 3, 4]
 
 
 def test_console_script_is_installed(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Draw a KPI tree: a layered top-down layout, one colour per owner team, optional values.
 
 Pure computation comes first: :func:`layered_layout` (top KPIs on top), :func:`team_colors`
-(one fixed colour per owner, shared by other plots) and :func:`format_value`; then
+(one fixed colour per owner, shared by the result charts) and :func:`format_value`; then
 :func:`tree` draws with matplotlib, in *em* units (one unit = one font size).
 """
 
@@ -23,14 +23,14 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
 from matplotlib.path import Path
 from matplotlib.textpath import text_to_path
 
-from .errors import OptionError
+from ..errors import OptionError
+from ..node import NO_OWNER
+from ..tree import Tree
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.text import Text
-
-    from .tree import Tree
 
 __all__ = ["NO_OWNER", "NO_OWNER_COLOR", "format_value", "layered_layout", "team_colors", "tree"]
 
@@ -38,7 +38,6 @@ RGBA = tuple[float, float, float, float]
 Point = tuple[float, float]
 Vertex = Hashable  # a node name, or a (child, parent, layer) dummy on an edge spanning layers
 Neighbours = Callable[[Vertex], Iterable[Vertex]]
-NO_OWNER = "(no owner)"
 NO_OWNER_COLOR: RGBA = (0.8, 0.8, 0.8, 1.0)
 _PAD_X, _PAD_Y, _LINE, _ROW_GAP = 1.2, 0.5, 1.25, 3.0  # em: box padding, line height, layer gap
 _EM_INCHES, _MAX_INCHES, _LEGEND_INCHES, _SWEEPS = 10 / 72, 28.0, 2.2, 4
@@ -48,15 +47,21 @@ _ARROW: dict[str, Any] = {"arrowstyle": "-|>", "mutation_scale": 8, "color": "0.
 _SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))
 
 
-def team_colors(tree: Tree) -> dict[str, RGBA]:
+def team_colors(tree: Tree | Iterable[str | None]) -> dict[str, RGBA]:
     """Owner -> RGBA, teams in order of first appearance in ``tree.nodes`` (tab10/tab20).
+
+    ``tree`` may also be the owners themselves, in order (``None`` and :data:`NO_OWNER`
+    skipped): the colours of a chart of results that name owners but not their tree.
 
     >>> from kpitree import Tree
     >>> t = Tree.from_formulas("a = b + c", owners={"a": "Sales", "c": "Marketing"})
     >>> list(team_colors(t))
     ['Sales', 'Marketing']
+    >>> team_colors(["Sales", None, "Marketing", "Sales"]) == team_colors(t)
+    True
     """
-    teams = list(dict.fromkeys(o for o in map(tree.owner, tree.nodes) if o is not None))
+    owners = map(tree.owner, tree.nodes) if isinstance(tree, Tree) else tree
+    teams = list(dict.fromkeys(o for o in owners if o is not None and o != NO_OWNER))
     if len(teams) > 20:
         return {t: to_rgba(colormaps["turbo"](i / (len(teams) - 1))) for i, t in enumerate(teams)}
     cmap = colormaps["tab10" if len(teams) <= 10 else "tab20"]
