@@ -73,7 +73,7 @@ def sobol(
     Confidence intervals (``S1_conf``, ``ST_conf``: half-widths at ``conf_level``) come
     from ``num_resamples`` bootstrap resamples, as in SALib.
     """
-    plan = _plan(tree, target, at, ranges, distributions, groups, n)
+    plan = _plan(tree, target, at, ranges, distributions, groups, n, progress)
     sampler = qmc.Sobol(d=2 * len(plan.levers), scramble=True, seed=seed)
     counts = _bootstrap_counts(n, num_resamples, seed)
     stats = _Accumulator(len(plan.units), n, num_resamples)
@@ -186,6 +186,7 @@ def _plan(
     distributions: Mapping[str, Any] | None,
     groups: Groups,
     n: int,
+    progress: bool = False,
 ) -> _Plan:
     if not isinstance(n, int) or n < 2 or n & (n - 1):
         message = f"n must be a power of two >= 2 (Sobol' sequence balance), got {n!r}"
@@ -202,7 +203,7 @@ def _plan(
     for j, lever in enumerate(levers):
         members.setdefault(unit_of[lever], []).append(j)
     names, units = tuple(members), tuple(tuple(columns) for columns in members.values())
-    kernels, side = _unit_kernels(tree, target, levers, units)
+    kernels, side = _unit_kernels(tree, target, levers, units, progress)
     return _Plan(tree, target, state, levers, laws, units, names, groups is not None, side, kernels)
 
 
@@ -222,14 +223,19 @@ def _units(tree: Tree, levers: Sequence[str], groups: Groups) -> dict[str, str]:
 
 
 def _unit_kernels(
-    tree: Tree, target: str, levers: tuple[str, ...], units: tuple[tuple[int, ...], ...]
+    tree: Tree,
+    target: str,
+    levers: tuple[str, ...],
+    units: tuple[tuple[int, ...], ...],
+    progress: bool,
 ) -> tuple[tuple[CompiledTree, ...], tuple[str, ...]]:
     """Per unit, the kernel recomputing only what its levers move; the nodes it reads."""
     upstream = set(tree.upstream(target)) | {target}
     computed = set(tree.computed)
     position = {name: i for i, name in enumerate(tree.nodes)}
     kernels, side = [], {target: None}
-    for unit in units:
+    bar = tqdm(units, unit="kernel", delay=1.0, disable=not progress, desc="sobol: compiling")
+    for unit in bar:
         moved = {levers[j] for j in unit}
         affected = set().union(*(tree.downstream(name) for name in moved)) & upstream
         boundary = {c for name in affected for c in tree.reads(name)} - affected - moved
