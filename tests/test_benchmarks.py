@@ -18,6 +18,7 @@ import kpitree
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_evaluate
 import bench_fit
+import bench_sensitivity
 import synthetic
 
 
@@ -48,3 +49,18 @@ def test_quick_fitting_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> Non
     bench_fit.main(["--quick", "--no-profile"])
     out = capsys.readouterr().out
     assert "| links | rows |" in out and "| 20 | 36 |" in out
+
+
+def test_quick_sensitivity_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    # the benchmark checks derivatives against finite differences of the hand-written
+    # baseline, and Sobol indices and intervals against SALib on the same design
+    rows = bench_sensitivity.main(["--quick"])
+    assert [row.part for row in rows] == ["elasticities"] * 3 + ["sobol"]
+    assert rows[-1].reference_s is not None and rows[-1].ratio is not None
+    assert "| sobol | 17 levers (30 nodes), N = 256 |" in capsys.readouterr().out
+
+
+def test_sobol_benchmark_trees_have_the_stated_lever_counts() -> None:
+    for levers in (17, 255, 2550):
+        tree = kpitree.Tree.from_formulas(bench_sensitivity.sobol_spec(levers))
+        assert len(tree.levers) == levers and tree.top == "revenue"
