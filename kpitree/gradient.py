@@ -36,6 +36,7 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter
 
 from .compile import CompiledTree, Mode, build_kernel, forward_lines
+from .syntax import Expr, Name, Product, Sum
 from .tree import Tree, post_order
 
 __all__ = [
@@ -118,10 +119,35 @@ def local_partials(tree: Tree, name: str) -> Mapping[str, sympy.Expr]:
         if formula is None:
             raise ValueError(f"{name!r} has no formula")
         symbols = {n: sympy.Symbol(n, real=True) for n in formula.names}
-        expression = formula.to_sympy(symbols)
-        cached = {n: sympy.diff(expression, symbols[n]) for n in formula.names}
+        cached = _sum_or_product_partials(formula.root, symbols)
+        if cached is None:
+            expression = formula.to_sympy(symbols)
+            cached = {n: sympy.diff(expression, symbols[n]) for n in formula.names}
         tree._cache[key] = cached
     return cached
+
+
+def _sum_or_product_partials(
+    root: Expr, symbols: Mapping[str, sympy.Symbol]
+) -> dict[str, sympy.Expr] | None:
+    """The partials of ``a ± b ± ...`` or ``a * b * ...`` (distinct names), built directly.
+
+    Most nodes of a KPI tree have one of these two shapes; building their partials
+    without ``sympy.diff`` makes compiling a 5,000-node gradient several times faster.
+    Other shapes return ``None`` (differentiate symbolically).
+    """
+    if isinstance(root, Name):
+        return {root.name: sympy.Integer(1)}
+    if isinstance(root, Sum) and all(isinstance(t, Name) for t in root.terms):
+        signs: dict[str, int] = {}
+        for term, sign in zip(root.terms, root.signs, strict=True):
+            signs[term.name] = signs.get(term.name, 0) + sign  # type: ignore[attr-defined]
+        return {name: sympy.Integer(sign) for name, sign in signs.items()}
+    if isinstance(root, Product) and not any(root.divide):
+        names = [f.name for f in root.factors if isinstance(f, Name)]
+        if len(names) == len(root.factors) == len(set(names)):
+            return {n: sympy.Mul(*(symbols[m] for m in names if m != n)) for n in names}
+    return None
 
 
 def _compile(tree: Tree, target: str, wrt: tuple[str, ...]) -> CompiledTree:
