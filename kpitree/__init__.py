@@ -27,6 +27,7 @@ from .errors import (
     KpiTreeError,
     KpiTreeWarning,
     ModelFileError,
+    OptionError,
     ScenarioError,
     SpecError,
     UnknownNodeError,
@@ -36,6 +37,7 @@ from .fitting import FittedTree, fit
 from .global_sensitivity import morris, sobol
 from .integrated import IntegratedKPI, integrated_kpi
 from .io import load, save
+from .links import with_lags
 from .quality import DataQuality, check_data
 from .results import Elasticities, MonteCarlo, MorrisIndices, SobolIndices, TeamRanking, Tornado
 from .scenario import scenarios, what_if
@@ -60,6 +62,7 @@ __all__ = [
     "KpiTreeError",
     "KpiTreeWarning",
     "ModelFileError",
+    "OptionError",
     "MonteCarlo",
     "MorrisIndices",
     "Node",
@@ -89,6 +92,7 @@ __all__ = [
     "sobol",
     "tornado",
     "what_if",
+    "with_lags",
 ]
 
 _LAZY = {"plot", "datasets"}  # matplotlib and the bundled data load on first use

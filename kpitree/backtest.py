@@ -28,6 +28,7 @@ from .display import frame_html
 from .errors import DataError, OptionError
 from .evaluate import evaluate
 from .fitting import FittedTree, fit
+from .links import with_lags
 from .tree import Tree
 
 __all__ = ["Backtest", "backtest"]
@@ -70,7 +71,7 @@ def backtest(
         raise OptionError(message, option="holdout")
     target = tree.top if target is None else target
     fitted = fit(tree, data.iloc[:-holdout], **fit_options)
-    inputs = _with_lags(fitted, data, fit_options.get("groups")).iloc[-holdout:]
+    inputs = with_lags(fitted, data, groups=fit_options.get("groups")).iloc[-holdout:]
     nodes = [*fitted.fits, *([target] if target not in fitted.fits else [])]
     predicted = pd.concat(
         [_one_step(fitted, node, inputs) for node in fitted.fits]
@@ -79,22 +80,6 @@ def backtest(
     )[nodes]
     actual = data.iloc[-holdout:][nodes]
     return Backtest(_metrics(predicted, actual), predicted, actual, fitted)
-
-
-def _with_lags(fitted: FittedTree, data: pd.DataFrame, groups: str | None) -> pd.DataFrame:
-    """``data`` plus the lagged columns the fitted links read (``nps_lag3``...)."""
-    extra = {}
-    for fit_ in fitted.fits.values():
-        for term in fit_.link.terms:
-            if term.lag and term.column not in data:
-                column = data[term.name]
-                shifted = (
-                    column.groupby(data[groups]).shift(term.lag)
-                    if groups
-                    else column.shift(term.lag)
-                )
-                extra[term.column] = shifted
-    return data.assign(**extra)
 
 
 def _one_step(fitted: FittedTree, node: str, inputs: pd.DataFrame) -> pd.DataFrame:

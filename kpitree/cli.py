@@ -25,6 +25,7 @@ from .errors import KpiTreeError, ScenarioError
 from .evaluate import evaluate
 from .fitting import fit
 from .io import load
+from .links import with_lags
 from .scenario import what_if
 from .tree import Tree
 
@@ -112,7 +113,7 @@ def _demo_sensitivity(fitted: Tree, history: pd.DataFrame, out: Path) -> None:
     from .sensitivity import tornado
     from .teams import rank_teams
 
-    last = history.iloc[-1]
+    last = with_lags(fitted, history).iloc[-1]  # nps_lag3: NPS three months earlier
     ranking = rank_teams(fitted, "revenue", at=last, ranges=history, progress=False)
     print(f"Which team moves revenue most? (at {last.name}, levers over their own history)")
     print(ranking, end="\n\n")

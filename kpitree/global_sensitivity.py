@@ -24,6 +24,7 @@ b     0.2  0.2
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import norm, qmc
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks
 
 from .compile import CompiledTree, FaultError, compile_tree
 from .errors import OptionError
@@ -39,7 +40,7 @@ from .evaluate import Inputs, evaluate_array
 from .node import NO_OWNER
 from .ranges import RangeSpec, lever_ranges, marginals
 from .results import MorrisIndices, SobolIndices
-from .sensitivity import State, levers_of, one_state
+from .sensitivity import State, current_values, levers_of, one_state
 from .tree import Tree
 
 __all__ = ["morris", "sobol"]
@@ -123,7 +124,7 @@ def morris(
 
     state = one_state(at)
     levers = levers_of(tree, target)
-    current = {name: float(state.values_for(tree, name)) for name in levers}
+    current = current_values(tree, state, levers)
     table = lever_ranges(tree, levers, current, ranges)
     names = list(table.index)
     unit_of = _units(tree, names, groups)
@@ -188,12 +189,14 @@ def _plan(
     n: int,
     progress: bool = False,
 ) -> _Plan:
+    if isinstance(n, numbers.Integral):
+        n = int(n)
     if not isinstance(n, int) or n < 2 or n & (n - 1):
         message = f"n must be a power of two >= 2 (Sobol' sequence balance), got {n!r}"
         raise OptionError(message, option="n")
     state = one_state(at)
     candidates = levers_of(tree, target)
-    current = {name: float(state.values_for(tree, name)) for name in candidates}
+    current = current_values(tree, state, candidates)
     laws = marginals(tree, candidates, current, ranges, distributions)
     levers = tuple(name for name in candidates if name in laws)
     if not levers:
@@ -362,11 +365,12 @@ class _Accumulator:
         mean = (f_a.sum() + f_b.sum() + self.sum_ab) / (self.n * (units + 2))
         a, b = f_a - mean, f_b - mean  # SALib centres the output on its overall mean
         variance = np.var(np.concatenate([a, b]))
-        first = (self.b_d - mean * self.d) / self.n / variance
-        total = 0.5 * self.d2 / self.n / variance
-        boot_variance = _resampled_variance(a, b, counts)
-        boot_first = (self.boot_b_d - mean * self.boot_d) / self.n / boot_variance
-        boot_total = 0.5 * self.boot_d2 / self.n / boot_variance
+        with np.errstate(divide="ignore", invalid="ignore"):  # a constant target: zeros below
+            first = (self.b_d - mean * self.d) / self.n / variance
+            total = 0.5 * self.d2 / self.n / variance
+            boot_variance = _resampled_variance(a, b, counts)
+            boot_first = (self.boot_b_d - mean * self.boot_d) / self.n / boot_variance
+            boot_total = 0.5 * self.boot_d2 / self.n / boot_variance
         if variance <= np.finfo(float).eps:
             first = total = np.zeros(units)
             boot_first = boot_total = np.zeros_like(self.boot_d)

@@ -246,7 +246,7 @@ def _reverse_lines(
             partials = {c: d for c, d in local_partials(tree, name).items() if c in affected}
             for child, code in _print_partials(partials, variables, f"t{step}_", lines).items():
                 terms.setdefault(child, []).append(_times(adjoints[name], code))
-        for child in set(tree.reads(name)) & pending.keys():  # counted as in _readers
+        for child in _distinct(tree.reads(name), pending):  # counted as in _readers
             pending[child] -= 1
             if not pending[child] and child in terms:
                 lines.append(_output_line(slots[child], terms[child], in_place))
@@ -261,9 +261,14 @@ def _readers(
     count = dict.fromkeys(slots, 0)
     for name in computed:
         if name in affected:
-            for child in set(tree.reads(name)) & count.keys():
+            for child in _distinct(tree.reads(name), count):
                 count[child] += 1
     return count
+
+
+def _distinct(names: Sequence[str], among: Mapping[str, int]) -> list[str]:
+    """``names`` in ``among``, each once, in order (generated code is deterministic)."""
+    return [name for name in dict.fromkeys(names) if name in among]
 
 
 def _output_line(slot: int, terms: list[str], in_place: bool) -> str:

@@ -28,13 +28,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .errors import FormulaError, SpecError
 from .formula import parse_formula
 from .syntax import Call, Name, Num, Sum
 
-__all__ = ["TRANSFORMS", "Link", "Term", "link_response", "make_link", "parse_link"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .tree import Tree
+
+__all__ = [
+    "TRANSFORMS", "Link", "Term", "link_response", "make_link", "parse_link", "with_lags",
+]  # fmt: skip
 
 Transform = Literal["linear", "log", "logit", "log-log"]
 TRANSFORMS: tuple[Transform, ...] = ("linear", "log", "logit", "log-log")
@@ -198,3 +205,28 @@ def _lag(value: object, name: str) -> int:
     if not 0 <= lag <= MAX_LAG:
         raise SpecError(f"the lag of {name!r} must be between 0 and {MAX_LAG}, got {lag}")
     return lag
+
+
+def with_lags(tree: Tree, data: pd.DataFrame, *, groups: str | None = None) -> pd.DataFrame:
+    """``data`` plus the lagged columns the tree's links read (``nps_lag3``...).
+
+    Rows are periods in time order (within each ``groups`` value); the first rows get
+    NaN where no earlier period exists. Use it before taking a state from history, so
+    that a lagged predictor holds its value from ``lag`` periods earlier rather than
+    its baseline:
+
+    >>> import pandas as pd
+    >>> from kpitree import Tree
+    >>> tree = Tree.from_formulas("lost = churn * base")
+    >>> tree = tree.with_link("churn", ["nps"], lags={"nps": 2})
+    >>> with_lags(tree, pd.DataFrame({"nps": [30.0, 32.0, 35.0]}))["nps_lag2"].tolist()
+    [nan, nan, 30.0]
+    """
+    extra = {}
+    for node in tree.links:
+        for term in tree.node(node).link.terms:  # type: ignore[union-attr]
+            if term.lag and term.column not in data and term.name in data:
+                column = data[term.name]
+                by_group = column.groupby(data[groups]) if groups else column
+                extra[term.column] = by_group.shift(term.lag)
+    return data.assign(**extra)

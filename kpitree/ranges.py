@@ -135,6 +135,9 @@ def _not_a_lever(tree: Tree, name: str, option: str) -> OptionError:
 
 
 def _range(tree: Tree, name: str, value: float, spec: Any) -> tuple[float, float, str]:
+    if math.isnan(value) and _relative(spec):
+        message = f"lever {name!r} has no value and no baseline: give its range explicitly"
+        raise DataError(message, node=name, column=name, reason="missing")
     if isinstance(spec, pd.Series):
         low, high = _history_range(name, value, spec)
         return _clipped(tree, name, low, high, "history p10-p90")
@@ -149,6 +152,13 @@ def _range(tree: Tree, name: str, value: float, spec: Any) -> tuple[float, float
         low, high = sorted((value * (1 - share), value * (1 + share)))
         return _clipped(tree, name, low, high, f"±{match.group(1)}%")
     return _explicit_range(tree, name, spec)
+
+
+def _relative(spec: Any) -> bool:
+    """True for a range that applies changes to the lever's current value."""
+    if isinstance(spec, str):
+        return spec.strip() != "bounds"
+    return isinstance(spec, pd.Series)
 
 
 def _explicit_range(tree: Tree, name: str, spec: Any) -> tuple[float, float, str]:

@@ -44,7 +44,7 @@ class Result:
     def summary(self) -> str:
         """The title, the basis and the table as text."""
         basis = "\n".join(f"  {key}: {value}" for key, value in self.basis.items())
-        table = self.to_frame().to_string(float_format=lambda x: f"{x:.4g}", max_rows=40)
+        table = self.to_frame().to_string(float_format=_number, max_rows=40)
         return f"{self.title()}\n{basis}\n{table}"
 
     def __repr__(self) -> str:
@@ -66,12 +66,12 @@ class Result:
 
 def _number(value: float) -> str:
     """``152,034,240`` for large values, ``0.2231`` for small ones."""
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
 
 
 def _cell(value: Any) -> Any:
     if isinstance(value, float | np.floating):
-        return f"{value:.4g}"
+        return _number(float(value))
     return value
 
 

@@ -24,6 +24,7 @@ Name: swing, dtype: float64
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,9 +37,11 @@ from .evaluate import Inputs, evaluate_array
 from .gradient import check_faults, compile_gradient
 from .ranges import RangeSpec, lever_ranges, marginals
 from .results import Elasticities, MonteCarlo, Tornado
-from .tree import Tree
+from .tree import Tree, post_order
 
-__all__ = ["elasticities", "levers_of", "monte_carlo", "one_state", "tornado"]
+__all__ = [
+    "current_values", "elasticities", "levers_of", "monte_carlo", "one_state", "tornado",
+]  # fmt: skip
 
 State = Mapping[str, Any] | pd.Series | pd.DataFrame | None
 
@@ -87,7 +90,7 @@ def tornado(tree: Tree, target: str, *, at: State = None, ranges: RangeSpec = No
     """
     state = one_state(at)
     levers = levers_of(tree, target)
-    current = {name: float(state.values_for(tree, name)) for name in levers}
+    current = current_values(tree, state, levers)
     table = lever_ranges(tree, levers, current, ranges)
     base = float(evaluate_array(tree, state, (target,))[0, 0])
     moved = swing_states(tree, state, table["low"], table["high"])
@@ -128,7 +131,7 @@ def monte_carlo(
     columns: dict[str, Any] = {}
     if ranges is not None or distributions:
         levers = levers_of(tree, target)
-        current = {name: float(state.values_for(tree, name)) for name in levers}
+        current = current_values(tree, state, levers)
         laws = marginals(tree, levers, current, ranges, distributions)
         uniform = np.random.default_rng(lever_seed).random((len(laws), n))
         columns |= {name: law.ppf(u) for (name, law), u in zip(laws.items(), uniform, strict=True)}
@@ -155,9 +158,31 @@ def monte_carlo(
 
 
 def levers_of(tree: Tree, target: str) -> tuple[str, ...]:
-    """The levers ``target`` depends on, in the tree's lever order."""
-    upstream = set(tree.upstream(target)) | {target}
-    return tuple(name for name in tree.levers if name in upstream)
+    """The inputs evaluating ``target`` reads, in the tree's order: its levers and, in a
+    tree whose links are not fitted yet, the link nodes (read as inputs) instead of
+    their predictors. Fitted coefficients are not included."""
+    read = set(post_order((target,), tree.reads))
+    return tuple(
+        name
+        for name in tree.nodes
+        if name in read and name not in tree.parameters and tree.node(name).is_input
+    )
+
+
+def current_values(tree: Tree, state: Inputs, levers: Sequence[str]) -> dict[str, float]:
+    """Each lever's value in ``state``; NaN for a lever with neither a value nor a baseline
+    (an analysis that needs it, such as a relative range, says so)."""
+    values = {}
+    for name in levers:
+        try:
+            values[name] = float(state.values_for(tree, name))
+        except DataError:
+            values[name] = math.nan
+            continue
+        if math.isnan(values[name]):
+            message = f"lever {name!r} has NaN in the state"
+            raise DataError(message, node=name, column=name, rows=[state.index[0]], reason="nan")
+    return values
 
 
 def one_state(at: State) -> Inputs:

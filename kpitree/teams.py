@@ -45,7 +45,7 @@ from .global_sensitivity import sobol
 from .node import NO_OWNER
 from .ranges import RangeSpec, lever_ranges
 from .results import TeamRanking
-from .sensitivity import State, elasticities, levers_of, one_state
+from .sensitivity import State, current_values, elasticities, levers_of, one_state
 from .tree import Tree
 
 __all__ = ["rank_teams"]
@@ -81,12 +81,12 @@ def rank_teams(
         raise OptionError(message, option="method")
     state = one_state(at)
     levers = levers_of(tree, target)
-    current = {name: float(state.values_for(tree, name)) for name in levers}
+    current = current_values(tree, state, levers)
     table = lever_ranges(tree, levers, current, ranges)
     teams = _teams(tree, table.index)
     base = float(evaluate_array(tree, state, (target,))[0, 0])
     if method == "sobol":
-        frame, detail, uncertainty = _by_sobol(tree, target, at, ranges, n, seed, progress)
+        frame, detail, uncertainty = _by_sobol(tree, target, at, ranges, teams, n, seed, progress)
     else:
         draws = _draws(tree, n_draws, seed)
         impact = _IMPACTS[method](tree, target, state, table, teams, draws)
@@ -196,7 +196,8 @@ def _elasticity_impacts(
 ) -> np.ndarray:
     levers = list(table.index)
     sets = 1 + (0 if draws is None else len(draws))
-    at = {name: np.full(sets, float(state.values_for(tree, name))) for name in levers}
+    inputs = levers_of(tree, target)  # every lever at its value in the state
+    at = {name: np.full(sets, float(state.values_for(tree, name))) for name in inputs}
     if draws is not None:
         for name in draws:
             at[name] = np.concatenate([[tree.parameters[name]], draws[name].to_numpy()])
@@ -240,6 +241,7 @@ def _by_sobol(
     target: str,
     at: State,
     ranges: RangeSpec,
+    teams: Mapping[str, tuple[str, ...]],
     n: int,
     seed: int | None,
     progress: bool,
@@ -247,13 +249,13 @@ def _by_sobol(
     found = sobol(tree, target, at=at, ranges=ranges, n=n, groups="owner", seed=seed,
                   progress=progress)  # fmt: skip
     table = found.to_frame()
-    teams = _teams(tree, pd.Index(levers_of(tree, target)))
     index = pd.Index(table.index, name="team")
     frame = pd.DataFrame({"impact": table["ST"].to_numpy()}, index=index)
     frame["impact_pct"] = 100 * frame["impact"]
     frame["share"] = frame["impact"] / frame["impact"].sum()
-    frame["ci_low"] = table["ST"].to_numpy() - table["ST_conf"].to_numpy()
-    frame["ci_high"] = table["ST"].to_numpy() + table["ST_conf"].to_numpy()
+    half = table["ST_conf"].to_numpy()  # an index lies in [0, 1]
+    frame["ci_low"] = np.clip(table["ST"].to_numpy() - half, 0, 1)
+    frame["ci_high"] = np.clip(table["ST"].to_numpy() + half, 0, 1)
     frame["p_first"] = np.nan
     uncertainty = f"sampling: {found.basis['intervals']} of the total indices (n={n})"
     return _ranked(frame, teams), found, uncertainty

@@ -51,6 +51,7 @@ PAGES = [
     "integrated-kpi.md",
     "data-quality.md",
     "fitting.md",
+    "sensitivity.md",
 ]
 
 
