@@ -16,6 +16,7 @@ from importlib import import_module
 from typing import Any
 
 from . import errors
+from .attribution import Attribution, attribute
 from .backtest import Backtest, backtest
 from .errors import (
     CycleError,
@@ -48,6 +49,7 @@ from .tree import Node, Tree
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attribution",
     "Backtest",
     "CycleError",
     "DataError",
@@ -74,6 +76,7 @@ __all__ = [
     "Tree",
     "UnknownNodeError",
     "__version__",
+    "attribute",
     "backtest",
     "check_data",
     "datasets",

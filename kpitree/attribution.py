@@ -1,0 +1,467 @@
+"""Attribute the change of a target between two states exactly to its drivers.
+
+Between ``before`` and ``after`` (periods, plan vs actual, segments), the change of the
+target is split into contributions of the inputs that changed; they sum to the total
+change to floating-point precision for every method:
+
+- ``"shapley"``: the Shapley value of each input (order-independent); exact through
+  the tree's sums and products (:mod:`kpitree.shapley`), sampled over permutations
+  with standard errors where the structure does not allow it;
+- ``"lmdi"``: log-mean Divisia (LMDI-I) at each product node, plain differences at
+  each sum, the node's own Shapley split elsewhere, chained from the target down;
+- ``"sequential"``: inputs switched to ``after`` one at a time in a given order.
+
+For a fitted tree whose states include the observed values of fitted link nodes, each
+such node's departure from its link (observed minus predicted) becomes an input of
+its own, ``<node>__residual``: what "the mechanism changed" contributed, apart from
+the change of its predictors.
+
+>>> import kpitree
+>>> tree = kpitree.Tree.from_formulas("revenue = customers * arpa",
+...                                   owners={"customers": "Sales", "arpa": "Success"})
+>>> change = attribute(tree, {"customers": 100, "arpa": 10}, {"customers": 120, "arpa": 11})
+>>> change.to_frame()[["contribution", "share"]]
+           contribution    share
+input
+customers         210.0  0.65625
+arpa              110.0  0.34375
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, OptionError
+from .evaluate import Inputs, evaluate_array
+from .node import NO_OWNER
+from .results import Result
+from .shapley import GameBuilder, NoExactPathError, shapley_values
+from .syntax import Name, Product, Sum
+from .tree import Tree, post_order
+
+__all__ = ["Attribution", "attribute"]
+
+Method = Literal["shapley", "lmdi", "sequential"]
+State = Mapping[str, Any] | pd.Series | pd.DataFrame
+RESIDUAL = "__residual"  # suffix of the input holding a fitted node's departure from its link
+
+
+def attribute(
+    tree: Tree,
+    before: State,
+    after: State,
+    *,
+    target: str | None = None,
+    method: Method = "shapley",
+    order: Sequence[str] | None = None,
+    segment: str | None = None,
+    residuals: bool = True,
+    n_permutations: int = 500,
+    seed: int | None = 0,
+) -> Attribution:
+    """Split the change of ``target`` (default: the tree's top) from ``before`` to ``after``.
+
+    States are mappings or Series (one state) or DataFrames (one row per period,
+    segment or scenario; a single-row side is broadcast). With ``segment``, both
+    DataFrames hold that column and rows are matched by it. ``order`` sets the order
+    of ``"sequential"`` (default: the tree's input order). Shapley values that the
+    tree's structure does not allow exactly are estimated from ``n_permutations``
+    permutations (antithetic pairs), with standard errors in ``stderr``.
+    """
+    if method not in ("shapley", "lmdi", "sequential"):
+        message = f"method must be 'shapley', 'lmdi' or 'sequential', not {method!r}"
+        raise OptionError(message, option="method")
+    target = tree.top if target is None else target
+    tree.node(target)
+    first, second, index = _aligned(before, after, segment)
+    model, mechanisms = _with_residuals(tree, first, second) if residuals else (tree, ())
+    change = _Change.build(model, target, first, second, index)
+    if method == "sequential":
+        contributions, stderr = _sequential(change, order), None
+    elif method == "lmdi":
+        contributions, stderr = _lmdi(change), None
+    else:
+        contributions, stderr, method = _shapley(change, n_permutations, seed)
+    return _result(tree, change, contributions, stderr, method, mechanisms)
+
+
+# --- the two states -------------------------------------------------------------------
+
+
+def _aligned(before: State, after: State, segment: str | None) -> tuple[Inputs, Inputs, pd.Index]:
+    if segment is not None:
+        before, after = (_by_segment(state, segment) for state in (before, after))
+        missing = after.index.difference(before.index)
+        if len(missing):
+            message = f"segments {list(missing)[:5]} are in 'after' but not in 'before'"
+            raise DataError(message, column=segment, rows=list(missing)[:5], reason="missing")
+        before = before.loc[after.index]
+    first, second = Inputs.from_user(_one_row(before)), Inputs.from_user(_one_row(after))
+    rows = {first.n_rows, second.n_rows} - {1}
+    if len(rows) > 1:
+        message = f"'before' has {first.n_rows} rows and 'after' {second.n_rows}"
+        raise DataError(message, reason="length")
+    index = second.index if second.n_rows >= first.n_rows else first.index
+    if first.n_rows == second.n_rows > 1 and not first.index.equals(second.index):
+        index = second.index  # rows are matched by position
+    return first, second, index
+
+
+def _one_row(state: State) -> State:
+    return state.iloc[0] if isinstance(state, pd.DataFrame) and len(state) == 1 else state
+
+
+def _by_segment(state: State, segment: str) -> pd.DataFrame:
+    if not isinstance(state, pd.DataFrame) or segment not in state:
+        raise DataError(f"segment column {segment!r} is missing", column=segment, reason="missing")
+    if state[segment].duplicated().any():
+        message = f"segment column {segment!r} has duplicates: aggregate the rows first"
+        raise DataError(message, column=segment, reason="duplicates")
+    return state.set_index(segment)
+
+
+def _with_residuals(tree: Tree, first: Inputs, second: Inputs) -> tuple[Tree, tuple[str, ...]]:
+    """The tree with an input ``<node>__residual`` added to each observed fitted link."""
+    fitted = [
+        name
+        for name in tree.links
+        if tree.node(name).formula is not None and name in first.columns and name in second.columns
+    ]
+    model = tree
+    for name in fitted:
+        text = f"({tree.node(name).formula.text}) + {name}{RESIDUAL}"  # type: ignore[union-attr]
+        model = model.with_formula(name, text)
+        model = model.with_metadata(f"{name}{RESIDUAL}", owner=tree.owner(name))
+    return model, tuple(fitted)
+
+
+@dataclass(frozen=True)
+class _Change:
+    """Everything the methods share: inputs, players and values on both sides."""
+
+    tree: Tree
+    target: str
+    index: pd.Index
+    inputs: tuple[str, ...]
+    players: tuple[str, ...]
+    before: dict[str, np.ndarray]
+    after: dict[str, np.ndarray]
+    total: np.ndarray
+    start: np.ndarray
+
+    @classmethod
+    def build(
+        cls, tree: Tree, target: str, first: Inputs, second: Inputs, index: pd.Index
+    ) -> _Change:
+        n = len(index)
+        needed = post_order((target,), tree.reads)
+        inputs = tuple(
+            name for name in needed if name in tree.parameters or tree.node(name).is_input
+        )
+        before = {name: _values(tree, first, name, n) for name in inputs}
+        after = {name: _values(tree, second, name, n) for name in inputs}
+        _fill_residuals(tree, first, second, before, after, n)
+        players = tuple(name for name in inputs if np.any(before[name] != after[name]))
+        values = [_evaluate(tree, target, state, n) for state in (before, after)]
+        return cls(tree, target, index, inputs, players, before, after, values[1] - values[0],
+                   values[0])  # fmt: skip
+
+
+def _values(tree: Tree, state: Inputs, name: str, n: int) -> np.ndarray:
+    if name.endswith(RESIDUAL) and name not in state.columns:
+        return np.zeros(n)  # filled by _fill_residuals
+    return np.broadcast_to(np.asarray(state.values_for(tree, name), dtype=float), n).copy()
+
+
+def _fill_residuals(
+    tree: Tree,
+    first: Inputs,
+    second: Inputs,
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    n: int,
+) -> None:
+    """Residual = observed value of the fitted node minus what its link predicts."""
+    for name in [k for k in before if k.endswith(RESIDUAL)]:
+        node = name[: -len(RESIDUAL)]
+        for state, values in ((first, before), (second, after)):
+            predicted = _evaluate(tree, node, values, n)
+            observed = np.broadcast_to(np.asarray(state.values_for(tree, node), float), n)
+            values[name] = observed - predicted
+
+
+def _evaluate(tree: Tree, node: str, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    return evaluate_array(tree, Inputs(dict(values), pd.RangeIndex(n)), (node,))[0]
+
+
+# --- methods --------------------------------------------------------------------------
+
+
+def _sequential(change: _Change, order: Sequence[str] | None) -> np.ndarray:
+    players = list(change.players)
+    if order is not None:
+        unknown = [name for name in order if name not in change.inputs]
+        if unknown:
+            raise OptionError(f"order: {unknown} are not inputs of the target", option="order")
+        players = [n for n in order if n in players] + [n for n in players if n not in order]
+    n, p = len(change.index), len(players)
+    states = {name: np.tile(change.before[name], p + 1) for name in change.inputs}
+    for k, name in enumerate(players):
+        states[name] = np.concatenate([np.tile(change.before[name], k + 1),
+                                       np.tile(change.after[name], p - k)])  # fmt: skip
+    path = _evaluate(change.tree, change.target, states, n * (p + 1)).reshape(p + 1, n)
+    steps = np.diff(path, axis=0)
+    position = {name: k for k, name in enumerate(players)}
+    return np.stack([steps[position[name]] for name in change.players]) if p else steps
+
+
+def _shapley(
+    change: _Change, n_permutations: int, seed: int | None
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    n = len(change.index)
+    builder = GameBuilder(change.tree, change.players, change.before, change.after, n)
+    try:
+        return shapley_values(builder.node(change.target)), None, "shapley"
+    except NoExactPathError:
+        return (*_sampled_shapley(change, n_permutations, seed), "shapley (sampled)")
+
+
+def _sampled_shapley(
+    change: _Change, n_permutations: int, seed: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean marginal contributions over random permutations and their reversals."""
+    rng = np.random.default_rng(seed)
+    n, p = len(change.index), len(change.players)
+    pairs = max(1, n_permutations // 2)
+    draws = np.zeros((2 * pairs, p, n))
+    for k in range(pairs):
+        order = rng.permutation(p)
+        for j, permutation in enumerate((order, order[::-1])):
+            draws[2 * k + j] = _marginals(change, permutation)
+    pair_means = 0.5 * (draws[0::2] + draws[1::2])
+    stderr = pair_means.std(axis=0, ddof=1) / math.sqrt(pairs) if pairs > 1 else None
+    return draws.mean(axis=0), stderr  # type: ignore[return-value]
+
+
+def _marginals(change: _Change, permutation: np.ndarray) -> np.ndarray:
+    order = [change.players[i] for i in permutation]
+    steps = _sequential(change, order)  # rows in change.players order
+    return steps
+
+
+def _lmdi(change: _Change) -> np.ndarray:
+    """LMDI at products, differences at sums, local Shapley elsewhere; chained top-down."""
+    tree, n = change.tree, len(change.index)
+    nodes = [m for m in post_order((change.target,), tree.reads) if m not in change.inputs]
+    values = {}
+    for side, inputs in (("before", change.before), ("after", change.after)):
+        found = evaluate_array(tree, Inputs(dict(inputs), pd.RangeIndex(n)), tuple(nodes))
+        values[side] = dict(zip(nodes, found, strict=True)) | dict(inputs)
+    flow = {change.target: change.total.copy()}
+    for name in reversed(nodes):  # parents before children
+        delta = values["after"][name] - values["before"][name]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(delta != 0, flow.get(name, 0.0) / delta, 0.0)
+        for child, part in _local_split(tree, name, values).items():
+            flow[child] = flow.get(child, 0.0) + scale * part
+    zeros = np.zeros(n)
+    return np.stack([np.broadcast_to(flow.get(name, zeros), n) for name in change.players])
+
+
+def _local_split(
+    tree: Tree, name: str, values: Mapping[str, Mapping[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """The change of ``name`` split exactly among the names its formula reads."""
+    root = tree.node(name).formula.root  # type: ignore[union-attr]
+    before, after = values["before"], values["after"]
+    if isinstance(root, Sum) and all(isinstance(t, Name) for t in root.terms):
+        split: dict[str, np.ndarray] = {}
+        for term, sign in zip(root.terms, root.signs, strict=True):
+            delta = after[term.name] - before[term.name]  # type: ignore[union-attr]
+            split[term.name] = split.get(term.name, 0.0) + sign * delta  # type: ignore[union-attr]
+        return split
+    if isinstance(root, Product) and all(isinstance(f, Name) for f in root.factors):
+        lmdi = _lmdi_product(root, before, after, name)
+        if lmdi is not None:
+            return lmdi
+    children = list(dict.fromkeys(tree.reads(name)))
+    changed = [c for c in children if np.any(before[c] != after[c])]
+    local_before = {c: before[c] for c in children}
+    local_after = {c: after[c] for c in children}
+    n = len(before[name])
+    game = GameBuilder(tree, changed, local_before, local_after, n).node(name)
+    return dict(zip(changed, shapley_values(game), strict=True))
+
+
+def _lmdi_product(
+    root: Product, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], name: str
+) -> dict[str, np.ndarray] | None:
+    """LMDI-I weights ``L(y1, y0) ln(x1 / x0)``; ``None`` unless every value is positive."""
+    factors = [(f.name, -1.0 if d else 1.0) for f, d in zip(root.factors, root.divide, strict=True)]  # type: ignore[union-attr]
+    names = [f for f, _ in factors] + [name]
+    if not all(np.all(before[f] > 0) and np.all(after[f] > 0) for f in names):
+        return None
+    y0, y1 = before[name], after[name]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(y1 != y0, (y1 - y0) / (np.log(y1) - np.log(y0)), y0)
+    split: dict[str, np.ndarray] = {}
+    for factor, sign in factors:
+        part = sign * mean * np.log(after[factor] / before[factor])
+        split[factor] = split.get(factor, 0.0) + part
+    return split
+
+
+# --- the result -----------------------------------------------------------------------
+
+
+def _result(
+    tree: Tree,
+    change: _Change,
+    contributions: np.ndarray,
+    stderr: np.ndarray | None,
+    method: str,
+    mechanisms: tuple[str, ...],
+) -> Attribution:
+    players = change.players
+    owners = tuple(_owner(change.tree, name) for name in players)
+    kinds = tuple("mechanism" if name.endswith(RESIDUAL) else "input" for name in players)
+    basis = {
+        "method": method,
+        "target": change.target,
+        "rows": len(change.index),
+        "mechanism": ", ".join(mechanisms) if mechanisms else "none (no observed fitted links)",
+    }
+    return Attribution(
+        target=change.target,
+        index=change.index,
+        players=players,
+        owner_names=owners,
+        kinds=kinds,
+        before=np.array([change.before[n] for n in players]).reshape(len(players), -1),
+        after=np.array([change.after[n] for n in players]).reshape(len(players), -1),
+        contributions=np.asarray(contributions).reshape(len(players), -1),
+        total=change.total,
+        start=change.start,
+        stderr=stderr,
+        under=_dominators(change.tree, change.target, players),
+        basis=basis,
+    )
+
+
+def _owner(tree: Tree, name: str) -> str:
+    if name in tree.parameters:
+        return NO_OWNER
+    return tree.owner(name) or NO_OWNER
+
+
+def _dominators(tree: Tree, target: str, players: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """For each input, the computed nodes every path from it to ``target`` goes through."""
+    graph = nx.DiGraph()
+    graph.add_node(target)
+    for name in post_order((target,), tree.reads):
+        graph.add_edges_from((name, child) for child in tree.reads(name))
+    dominator = nx.immediate_dominators(graph, target)
+    chains = {}
+    for name in players:
+        chain, node = [], dominator.get(name, target)
+        while node != target:
+            chain.append(node)
+            node = dominator[node]
+        chains[name] = (*chain, target)
+    return chains
+
+
+@dataclass(frozen=True, repr=False)
+class Attribution(Result):
+    """Contributions of each changed input to the change of ``target``, per row.
+
+    ``contributions`` has one row per input (``players``) and one column per state
+    pair; they sum to ``total`` exactly. :meth:`to_frame` is indexed by input for one
+    pair (largest contribution first) and by ``(row, input)`` for several;
+    :meth:`by_team`, :meth:`by_node` and :meth:`by_source` roll the contributions up.
+    """
+
+    target: str
+    index: pd.Index
+    players: tuple[str, ...]
+    owner_names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    before: np.ndarray = field(repr=False)
+    after: np.ndarray = field(repr=False)
+    contributions: np.ndarray = field(repr=False)
+    total: np.ndarray = field(repr=False)
+    start: np.ndarray = field(repr=False)
+    stderr: np.ndarray | None = field(repr=False, default=None)
+    under: Mapping[str, tuple[str, ...]] = field(repr=False, default_factory=dict)
+    basis: Mapping[str, Any] = field(default_factory=dict)
+    _plot = "waterfall"
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = len(self.index)
+        columns: dict[str, Any] = {
+            "owner": np.repeat(np.array(self.owner_names, dtype=object), rows),
+            "kind": np.repeat(np.array(self.kinds, dtype=object), rows),
+            "before": self.before.ravel(),
+            "after": self.after.ravel(),
+            "change": (self.after - self.before).ravel(),
+            "contribution": self.contributions.ravel(),
+        }
+        with np.errstate(divide="ignore", invalid="ignore"):
+            columns["share"] = (self.contributions / self.total).ravel()
+        if self.stderr is not None:
+            columns["stderr"] = self.stderr.ravel()
+        if rows == 1:
+            frame = pd.DataFrame(columns, index=pd.Index(list(self.players), name="input"))
+            order = np.argsort(-np.abs(frame["contribution"].to_numpy()), kind="stable")
+            return frame.iloc[order]
+        index = pd.MultiIndex.from_product(
+            [list(self.players), self.index], names=["input", self.index.name or "row"]
+        )
+        return (
+            pd.DataFrame(columns, index=index).swaplevel().sort_index(level=0, sort_remaining=False)
+        )
+
+    def wide(self) -> pd.DataFrame:
+        """Contributions as rows (state pairs) x inputs."""
+        columns = pd.Index(list(self.players), name="input")
+        return pd.DataFrame(self.contributions.T, index=self.index, columns=columns)
+
+    def by_team(self) -> pd.DataFrame:
+        """Contributions summed per owner team (rows x teams); mechanism changes apart."""
+        labels = [
+            f"{owner} (mechanism)" if kind == "mechanism" else owner
+            for owner, kind in zip(self.owner_names, self.kinds, strict=True)
+        ]
+        return self.wide().T.groupby(labels, sort=False).sum().T.rename_axis(columns="team")
+
+    def by_source(self) -> pd.DataFrame:
+        """What came from the inputs' change and what from fitted nodes leaving their links."""
+        return self.wide().T.groupby(list(self.kinds), sort=False).sum().T
+
+    def by_node(self) -> pd.DataFrame:
+        """Per computed node, the contributions of the inputs that reach the target only
+        through it (its dominated inputs), rows x nodes; the target gets the total."""
+        wide = self.wide()
+        nodes: dict[str, np.ndarray] = {}
+        for name in self.players:
+            for node in self.under[name]:
+                nodes[node] = nodes.get(node, 0.0) + wide[name].to_numpy()
+        return pd.DataFrame(nodes, index=self.index).rename_axis(columns="node")
+
+    def by_segment(self) -> pd.DataFrame:
+        """Per row (segment), the total change and its split by team, largest change first."""
+        frame = self.by_team()
+        frame.insert(0, "total", self.total)
+        return frame.iloc[np.argsort(-np.abs(self.total), kind="stable")]
+
+    def title(self) -> str:
+        rows = f" over {len(self.index)} rows" if len(self.index) > 1 else ""
+        total = float(self.total.sum())
+        return f"Attribution of the change of {self.target!r}{rows}: {total:+,.6g}"
