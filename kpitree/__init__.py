@@ -16,7 +16,7 @@ from importlib import import_module
 from typing import Any
 
 from . import errors
-from .attribution import Attribution, attribute
+from .attribution import Attribution, Bottlenecks, attribute, bottlenecks
 from .backtest import Backtest, backtest
 from .errors import (
     CycleError,
@@ -51,6 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Attribution",
     "Backtest",
+    "Bottlenecks",
     "CycleError",
     "DataError",
     "DataQuality",
@@ -78,6 +79,7 @@ __all__ = [
     "__version__",
     "attribute",
     "backtest",
+    "bottlenecks",
     "check_data",
     "datasets",
     "elasticities",

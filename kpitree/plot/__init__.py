@@ -10,12 +10,14 @@
 Every function returns the matplotlib ``Axes`` it drew on (a new figure without ``ax``).
 """
 
+from .changes import bottleneck_path, waterfall
 from .charts import distribution, elasticities, indices, team_ranking, tornado
 from .diagram import NO_OWNER, NO_OWNER_COLOR, format_value, layered_layout, team_colors, tree
 
 __all__ = [
     "NO_OWNER",
     "NO_OWNER_COLOR",
+    "bottleneck_path",
     "distribution",
     "elasticities",
     "format_value",
@@ -25,4 +27,5 @@ __all__ = [
     "team_ranking",
     "tornado",
     "tree",
+    "waterfall",
 ]
