@@ -16,6 +16,7 @@ import pytest
 import kpitree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_attribution
 import bench_evaluate
 import bench_fit
 import bench_sensitivity
@@ -64,3 +65,11 @@ def test_sobol_benchmark_trees_have_the_stated_lever_counts() -> None:
     for levers in (17, 255, 2550):
         tree = kpitree.Tree.from_formulas(bench_sensitivity.sobol_spec(levers))
         assert len(tree.levers) == levers and tree.top == "revenue"
+
+
+def test_quick_attribution_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    # the benchmark checks Shapley against brute-force enumeration (13 levers) first
+    rows = bench_attribution.main(["--quick"])
+    assert [row.method for row in rows] == ["shapley", "lmdi", "sequential"] * 2
+    assert all(row.error < 1e-12 for row in rows)
+    assert "Shapley vs brute-force enumeration" in capsys.readouterr().out
