@@ -504,7 +504,7 @@ def bottlenecks(
     order = np.argsort(np.sign(change.total[0] or 1.0) * -table["explained"].fillna(0).to_numpy(),
                        kind="stable")  # fmt: skip
     basis = {"target": target, "gap": f"{float(change.total[0]):+,.6g}", "method": "shapley"}
-    return Bottlenecks(target, table.iloc[order], tuple(path), change, basis)
+    return Bottlenecks(target, table.iloc[order], tuple(path), change, tree, basis)
 
 
 def _gap_table(found: _Change, change: Attribution) -> pd.DataFrame:
@@ -564,8 +564,9 @@ class Bottlenecks(Result):
     table: pd.DataFrame
     path: tuple[str, ...]
     attribution: Attribution
+    tree: Tree = field(repr=False)
     basis: Mapping[str, Any] = field(default_factory=dict)
-    _plot = "bottleneck_path"
+    _plot = "bottleneck_tree"
 
     @property
     def top(self) -> str:

@@ -10,7 +10,7 @@
 Every function returns the matplotlib ``Axes`` it drew on (a new figure without ``ax``).
 """
 
-from .changes import bottleneck_path, waterfall
+from .changes import bottleneck_path, bottleneck_tree, waterfall
 from .charts import distribution, elasticities, indices, team_ranking, tornado
 from .diagram import NO_OWNER, NO_OWNER_COLOR, format_value, layered_layout, team_colors, tree
 
@@ -18,6 +18,7 @@ __all__ = [
     "NO_OWNER",
     "NO_OWNER_COLOR",
     "bottleneck_path",
+    "bottleneck_tree",
     "distribution",
     "elasticities",
     "format_value",

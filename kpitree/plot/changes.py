@@ -24,7 +24,7 @@ from .diagram import format_value
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["bottleneck_path", "waterfall"]
+__all__ = ["bottleneck_path", "bottleneck_tree", "waterfall"]
 
 UP, DOWN, TOTAL = "#2ca02c", "#d62728", "#7f7f7f"
 
@@ -69,6 +69,27 @@ def waterfall(
     if new:
         ax.figure.tight_layout()
     return ax
+
+
+def bottleneck_tree(result: Any, ax: Axes | None = None, *, title: str | None = None) -> Axes:
+    """The tree with each node's actual value, filled by the share of the target's gap it
+    explains: red where it explains a shortfall, green a surplus, darker for more."""
+    from matplotlib.colors import to_rgba
+
+    from .diagram import tree as draw_tree
+
+    table = result.table
+    gap = float(result.attribution.total.sum())
+    fill = {}  # white unless the node explains part of the gap (team colours on the edges)
+    for name, share in table["share"].items():
+        fill[name] = (1.0, 1.0, 1.0, 1.0)
+        if np.isfinite(share) and share:
+            explained = share * gap
+            base = to_rgba(UP if explained > 0 else DOWN)
+            fill[name] = (*base[:3], 0.15 + 0.7 * min(1.0, abs(share)))
+    values = table["actual"].to_dict()
+    heading = title or f"Gap of {result.target!r} against plan: {format_value(gap)}"
+    return draw_tree(result.tree, values, ax=ax, title=heading, fill=fill)
 
 
 def bottleneck_path(result: Any, ax: Axes | None = None, *, title: str | None = None) -> Axes:

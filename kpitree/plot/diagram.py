@@ -202,13 +202,19 @@ def _isotonic(values: list[float]) -> list[float]:
 
 
 def tree(
-    tree: Tree, values: Any = None, *, ax: Axes | None = None, title: str | None = None
+    tree: Tree,
+    values: Any = None,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    fill: Mapping[str, Any] | None = None,
 ) -> Axes:
     """Draw ``tree`` top-down: boxes coloured by owner, levers dashed and paler.
 
     ``values`` (node -> number: a dict, a Series or a one-row DataFrame) are written under
-    the names. Without ``ax`` a figure sized to the tree is created; the legend sits to
-    the right of the axes.
+    the names. ``fill`` (node -> colour) overrides the fill of those boxes (their edge
+    keeps the team colour), e.g. to colour nodes by a gap. Without ``ax`` a figure sized
+    to the tree is created; the legend sits to the right of the axes.
 
     >>> from kpitree import Tree, plot
     >>> t = Tree.from_formulas("revenue = customers * arpa", owners={"revenue": "Sales"})
@@ -230,7 +236,10 @@ def tree(
         ax.add_artist(FancyArrowPatch(path=route, zorder=1, **_ARROW))
     colors = team_colors(tree)
     sizes = {name: (width, height) for name, width in widths.items()}
-    texts = [_draw_node(ax, tree, n, labels[n], points[n], sizes[n], colors) for n in labels]
+    texts = [
+        _draw_node(ax, tree, n, labels[n], points[n], sizes[n], colors, (fill or {}).get(n))
+        for n in labels
+    ]
     _draw_legend(ax, tree, colors)
     title = tree.name if title is None else title
     ax.set(xlim=box[:2], ylim=box[2:], aspect="equal", title=title or "")
@@ -272,12 +281,20 @@ def _figure_size(box: tuple[float, float, float, float]) -> tuple[float, float]:
 
 
 def _draw_node(
-    ax: Axes, tree: Tree, name: str, label: str, at: Point, size: Point, colors: Mapping
+    ax: Axes,
+    tree: Tree,
+    name: str,
+    label: str,
+    at: Point,
+    size: Point,
+    colors: Mapping,
+    face: Any = None,
 ) -> Text:
     owner, lever = tree.owner(name), tree.node(name).is_lever
     color = colors[owner] if owner else NO_OWNER_COLOR
     corner = (at[0] - size[0] / 2, at[1] - size[1] / 2)
     fill, edge = _lighten(color, 0.75 if lever else 0.45), color if owner else "0.5"
+    fill = fill if face is None else face
     box = FancyBboxPatch(
         corner, *size, _BOX, facecolor=fill, edgecolor=edge,
         linestyle="--" if lever else "-", linewidth=1.2, zorder=2, gid=name,
