@@ -503,7 +503,9 @@ def bottlenecks(
     path = _walk(tree, table, target, float(change.total[0]))
     order = np.argsort(np.sign(change.total[0] or 1.0) * -table["explained"].fillna(0).to_numpy(),
                        kind="stable")  # fmt: skip
-    basis = {"target": target, "gap": f"{float(change.total[0]):+,.6g}", "method": "shapley"}
+    gap = float(change.total[0])
+    basis = {"target": target, "gap": f"{gap:+,.0f}" if abs(gap) >= 1e4 else f"{gap:+.4g}",
+             "method": method}  # fmt: skip
     return Bottlenecks(target, table.iloc[order], tuple(path), change, tree, basis)
 
 

@@ -93,6 +93,7 @@ def _demo(args: argparse.Namespace) -> int:
     image = _save_tree_plot(tree, args.out / "tree.png", baseline)
     print(f"Saved the tree, coloured by team, to {image}\n")
     _demo_sensitivity(fitted, history, args.out)
+    _demo_changes(fitted, history, args.out)
     return 0
 
 
@@ -170,6 +171,29 @@ def _save_tree_plot(tree: Tree, path: Path, values: pd.Series | None) -> Path:
     return _save_figure(plot.tree(tree, values, title=tree.name), path)
 
 
+def _demo_changes(fitted: Tree, history: pd.DataFrame, out: Path) -> None:
+    """Why revenue moved last month (per team), and where the funnel misses the plan."""
+    from .attribution import attribute, bottlenecks
+
+    lagged = with_lags(fitted, history)
+    before, after = lagged.iloc[-2], lagged.iloc[-1]
+    change = attribute(fitted, before, after, target="revenue")
+    print(f"\nWhy did revenue move from {before.name} to {after.name}? (exact Shapley split)")
+    teams = change.by_team().iloc[0].sort_values(key=abs, ascending=False)
+    print(_format_values(pd.concat([teams, pd.Series({"total": change.total[0]})])))
+    _headless()
+    path = _save_figure(change.plot(by="team"), out / "waterfall.png")
+    print(f"Saved the waterfall of the change to {path}")
+    plan = {name: fitted.node(name).baseline for name in fitted.levers}
+    found = bottlenecks(fitted, after, plan, target="revenue")
+    top = found.top
+    print(f"\nAgainst plan (the model file's baselines), revenue is off by {found.basis['gap']}.")
+    print(f"Walk down the tree: {' -> '.join(found.path)}")
+    row = found.table.loc[top]
+    print(f"Top bottleneck: {top} ({row['owner']}): {row['actual']:,.4g} vs plan "
+          f"{row['plan']:,.4g}, explains {row['explained']:+,.0f} of the gap")  # fmt: skip
+
+
 def _headless() -> None:
     """Draw without a display (the CLI only saves files)."""
     import matplotlib
@@ -187,7 +211,8 @@ def _save_figure(ax: Any, path: Path) -> Path:
 
 
 def _format_values(values: pd.Series) -> str:
-    return "\n".join(f"  {name:<22}{value:>18,.2f}" for name, value in values.items())
+    width = max(22, *(len(str(name)) + 2 for name in values.index))
+    return "\n".join(f"  {name:<{width}}{value:>18,.2f}" for name, value in values.items())
 
 
 def _format_table(table: pd.DataFrame) -> str:

@@ -21,7 +21,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     fitted = next(line for line in out.splitlines() if line.startswith("win_rate__share_3plus"))
     truth, _estimate, _std_err, low, high = (float(v) for v in fitted.split()[1:])
     assert truth == 4.0 and low <= truth <= high  # the simulator's true slope, recovered
-    for name in ("tree.png", "tornado.png"):
+    for name in ("tree.png", "tornado.png", "waterfall.png"):
         image = tmp_path / name
         assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 20_000
     ranking = out[out.index("Which team moves revenue most?") :]
@@ -31,6 +31,16 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert len(rows) == 4
     ranks = [int(row.split()[-5]) for row in rows]  # impact, pct, share, rank, ci.., p, n
     assert ranks == [1, 2, 3, 4]
+    change = out[out.index("Why did revenue move") :].splitlines()[1:10]
+    parts = {line.rsplit(None, 1)[0].strip(): float(line.split()[-1].replace(",", ""))
+             for line in change}  # fmt: skip
+    total = parts.pop("total")
+    assert abs(sum(parts.values()) - total) < 0.05  # contributions add up to the change
+    history = datasets.simulate_b2b()
+    observed = history["revenue"].iloc[-1] - history["revenue"].iloc[-2]
+    assert abs(total - observed) < 0.05  # link residuals make the model reproduce the data
+    assert "Marketing" in parts and "Inside Sales (mechanism)" in parts
+    assert "Top bottleneck: " in out and history.index[-1].strftime("%Y-%m") in out
 
 
 def test_console_script_is_installed(tmp_path: Path) -> None:
