@@ -16,7 +16,9 @@ from importlib import import_module
 from typing import Any
 
 from . import errors
+from .allocation import Allocation, allocate
 from .attribution import Attribution, Bottlenecks, attribute, bottlenecks
+from .backcasting import Backcast, backcast
 from .backtest import Backtest, backtest
 from .errors import (
     CycleError,
@@ -43,13 +45,16 @@ from .quality import DataQuality, check_data
 from .results import Elasticities, MonteCarlo, MorrisIndices, SobolIndices, TeamRanking, Tornado
 from .scenario import scenarios, what_if
 from .sensitivity import elasticities, monte_carlo, tornado
+from .targets import GoalSeek, goal_seek
 from .teams import rank_teams
 from .tree import Node, Tree
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Allocation",
     "Attribution",
+    "Backcast",
     "Backtest",
     "Bottlenecks",
     "CycleError",
@@ -61,6 +66,7 @@ __all__ = [
     "FitWarning",
     "FittedTree",
     "FormulaError",
+    "GoalSeek",
     "IntegratedKPI",
     "KpiTreeError",
     "KpiTreeWarning",
@@ -77,7 +83,9 @@ __all__ = [
     "Tree",
     "UnknownNodeError",
     "__version__",
+    "allocate",
     "attribute",
+    "backcast",
     "backtest",
     "bottlenecks",
     "check_data",
@@ -86,6 +94,7 @@ __all__ = [
     "errors",
     "evaluate",
     "fit",
+    "goal_seek",
     "integrated_kpi",
     "load",
     "monte_carlo",

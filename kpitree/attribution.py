@@ -230,7 +230,7 @@ def _sequential(change: _Change, order: Sequence[str] | None) -> np.ndarray:
     path = _evaluate(change.tree, change.target, states, n * (p + 1)).reshape(p + 1, n)
     steps = np.diff(path, axis=0)
     position = {name: k for k, name in enumerate(players)}
-    return np.stack([steps[position[name]] for name in change.players]) if p else steps
+    return steps[[position[name] for name in change.players]]
 
 
 def _shapley(
@@ -283,7 +283,8 @@ def _lmdi(change: _Change) -> np.ndarray:
         for child, part in _local_split(tree, name, values).items():
             flow[child] = flow.get(child, 0.0) + scale * part
     zeros = np.zeros(n)
-    return np.stack([np.broadcast_to(flow.get(name, zeros), n) for name in change.players])
+    rows = [np.broadcast_to(flow.get(name, zeros), n) for name in change.players]
+    return np.array(rows).reshape(len(rows), n)
 
 
 def _local_split(
@@ -341,6 +342,7 @@ def _result(
     mechanisms: tuple[str, ...],
 ) -> Attribution:
     players = change.players
+    shape = (len(players), len(change.index))
     owners = tuple(_owner(change.tree, name) for name in players)
     kinds = tuple("mechanism" if name.endswith(RESIDUAL) else "input" for name in players)
     basis = {
@@ -355,9 +357,9 @@ def _result(
         players=players,
         owner_names=owners,
         kinds=kinds,
-        before=np.array([change.before[n] for n in players]).reshape(len(players), -1),
-        after=np.array([change.after[n] for n in players]).reshape(len(players), -1),
-        contributions=np.asarray(contributions).reshape(len(players), -1),
+        before=np.array([change.before[n] for n in players]).reshape(shape),
+        after=np.array([change.after[n] for n in players]).reshape(shape),
+        contributions=np.asarray(contributions).reshape(shape),
         total=change.total,
         start=change.start,
         stderr=stderr,

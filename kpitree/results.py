@@ -26,6 +26,7 @@ __all__ = [
     "SobolIndices",
     "TeamRanking",
     "Tornado",
+    "number_text",
 ]
 
 
@@ -62,6 +63,11 @@ class Result:
         """Draw the result (see :mod:`kpitree.plot`); returns the matplotlib Axes."""
         draw = getattr(import_module("kpitree.plot"), self._plot)
         return draw(self, ax=ax, **kwargs)
+
+
+def number_text(value: float) -> str:
+    """A number in a sentence: ``182,441,088`` for large values, ``0.225`` for small ones."""
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.6g}"
 
 
 def _number(value: float) -> str:

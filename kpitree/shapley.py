@@ -266,6 +266,8 @@ def _profile_of_table(table: np.ndarray, size: int) -> tuple[np.ndarray, np.ndar
 @cache
 def _mixing(total: int, part: int) -> np.ndarray:
     """``H[s, t]``: P(``t`` of a random size-``s`` subset of ``total`` fall in ``part``)."""
+    if total == 0:
+        return np.ones((1, 1))  # the empty coalition, surely
     s = np.arange(total + 1)[:, None]
     t = np.arange(part + 1)[None, :]
     return hypergeom.pmf(t, total, part, s)

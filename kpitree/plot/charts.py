@@ -27,6 +27,7 @@ from .diagram import NO_OWNER, NO_OWNER_COLOR, RGBA, _lighten, format_value, tea
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from ..backcast import Backcast
     from ..results import (
         Elasticities,
         MonteCarlo,
@@ -35,8 +36,11 @@ if TYPE_CHECKING:
         TeamRanking,
         Tornado,
     )
+    from ..targets import Allocation
 
-__all__ = ["distribution", "elasticities", "indices", "team_ranking", "tornado"]
+__all__ = [
+    "allocation", "distribution", "elasticities", "funnel", "indices", "team_ranking", "tornado",
+]  # fmt: skip
 
 Colors = Mapping[str, Any] | None
 _LEGEND: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.01, 1), "frameon": False}
@@ -416,3 +420,103 @@ def _format_ticks(axis: Any) -> None:
 def _legend(ax: Axes, palette: Mapping[str, RGBA], extra: Sequence[Any] = ()) -> None:
     teams = [Patch(color=color, label=team) for team, color in palette.items()]
     ax.legend(handles=[*teams, *extra], **_LEGEND)
+
+
+# --- targets: back-calculation and allocation ----------------------------------------------
+
+
+def funnel(
+    result: Backcast,
+    ax: Axes | None = None,
+    *,
+    held: bool = False,
+    title: str | None = None,
+    colors: Colors = None,
+) -> Axes:
+    """The back-calculated funnel: per node, a pale baseline bar and a full required bar.
+
+    Rows follow the result's funnel order, top first, coloured by owner team; held nodes
+    (rates) are left out unless ``held``. Each required bar ends with its value and its
+    ratio to the baseline; with history a dot marks ``required_p90``. The x axis is
+    logarithmic when the values span more than two decades.
+
+    >>> import kpitree
+    >>> from kpitree import backcast
+    >>> t = kpitree.Tree.from_formulas("sqls = mqls * sql_rate", bounds={"sql_rate": (0, 1)},
+    ...     baselines={"mqls": 200, "sql_rate": 0.4}, owners={"mqls": "Marketing"})
+    >>> ax = backcast(t, "sqls", 100).plot()
+    >>> [(bar.get_gid(), float(bar.get_width())) for bar in ax.patches]  # doctest: +ELLIPSIS
+    [('sqls baseline', 80.0), ('mqls baseline', 200.0), ('sqls required', 100.0), ...]
+    """
+    table = result.table if held else result.table[~result.table["held"].to_numpy(dtype=bool)]
+    teams = [_team(owner) for owner in table["owner"]]
+    palette = _palette(teams, colors)
+    full = [palette[t] for t in teams]
+    ax = _axes(ax, len(table), per_row=0.5)
+    y = np.arange(len(table))
+    base, need = (table[c].to_numpy(dtype=float) for c in ("baseline", "required"))
+    pale = [_lighten(c, 0.65) for c in full]
+    bars = ax.barh(y - 0.2, base, height=0.38, color=pale, edgecolor=full, linewidth=0.8)
+    _name_bars(bars, [f"{name} baseline" for name in table.index])
+    bars = ax.barh(y + 0.2, need, height=0.38, color=full)
+    _name_bars(bars, [f"{name} required" for name in table.index])
+    p90 = _column(table, "required_p90")
+    if np.isfinite(p90).any():
+        ax.plot(p90, y + 0.2, "o", color="0.15", markersize=3.5, zorder=3)
+    ends = np.fmax(need, np.nan_to_num(p90, nan=-np.inf))
+    for row, (end, value, ratio) in enumerate(zip(ends, need, table["ratio"], strict=True)):
+        note = format_value(value) + (f" (×{ratio:.2f})" if np.isfinite(ratio) else "")
+        if np.isfinite(p90[row]):
+            note += f", P90 {format_value(p90[row])}"
+        ax.annotate(note, (end, row + 0.2), xytext=(4, 0), ha="left", **_NOTE)
+    positive = np.concatenate([base, need])
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    if positive.size and positive.max() > 100 * positive.min():
+        ax.set_xscale("log")
+    else:
+        _format_ticks(ax.xaxis)
+    _rows(ax, list(table.index))
+    ax.margins(x=0.15)
+    ax.set(xlabel="value (baseline and required)", ylabel="node, top of the funnel first")
+    ax.set_title(result.title() if title is None else title)
+    marks: list[Any] = [
+        Patch(facecolor=_lighten(_NEUTRAL, 0.65), edgecolor=_NEUTRAL, label="baseline"),
+        Patch(facecolor=_NEUTRAL, label="required"),
+    ]
+    if np.isfinite(p90).any():
+        marks.append(Line2D([], [], color="0.15", marker="o", ls="", label="required (P90)"))
+    _legend(ax, palette, marks)
+    return ax
+
+
+def allocation(
+    result: Allocation, ax: Axes | None = None, *, title: str | None = None, colors: Colors = None
+) -> Axes:
+    """A bar per team: the cost of its part of the plan, the largest on top.
+
+    >>> import pandas as pd
+    >>> from kpitree.allocation import Allocation
+    >>> table = pd.DataFrame({"owner": ["Marketing", "Sales"], "current": [100.0, 0.2],
+    ...     "planned": [120.0, 0.2], "change": [20.0, 0.0], "unit_cost": [5.0, 1e4],
+    ...     "cost": [100.0, 0.0]}, index=pd.Index(["mqls", "win_rate"], name="lever"))
+    >>> ax = Allocation("deals", table, 20.0, 24.0, goal=24.0).plot()
+    >>> [(bar.get_gid(), float(bar.get_width())) for bar in ax.patches]
+    [('Marketing', 100.0), ('Sales', 0.0)]
+    """
+    table = result.by_team()
+    teams = [_team(team) for team in table.index]
+    palette = _palette(teams, colors)
+    ax = _axes(ax, len(table))
+    y = np.arange(len(table))
+    cost = table["cost"].to_numpy(dtype=float)
+    bars = ax.barh(y, cost, height=0.6, color=[palette[t] for t in teams])
+    _name_bars(bars, teams)
+    for row, (value, share) in enumerate(zip(cost, table["share"], strict=True)):
+        note = format_value(value) + (f" ({share:.0%})" if np.isfinite(share) else "")
+        ax.annotate(note, (value, row), xytext=(4, 0), ha="left", **_NOTE)
+    _rows(ax, teams)
+    ax.margins(x=0.15)
+    _format_ticks(ax.xaxis)
+    ax.set(xlabel=f"cost (total {format_value(result.total_cost)})", ylabel="team")
+    ax.set_title(result.title() if title is None else title)
+    return ax
