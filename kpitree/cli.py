@@ -88,6 +88,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(_format_values(baseline[list(tree.computed)]), end="\n\n")
     print(f"What if {', '.join(f'{k} {v}' for k, v in DEMO_CHANGES.items())}?")
     print(_format_table(what_if(tree, None, DEMO_CHANGES).loc[list(tree.computed)]), end="\n\n")
+    _demo_targets(tree, baseline["revenue"])
     fitted, history = _demo_fit(tree)
     args.out.mkdir(parents=True, exist_ok=True)
     image = _save_tree_plot(tree, args.out / "tree.png", baseline)
@@ -169,6 +170,19 @@ def _save_tree_plot(tree: Tree, path: Path, values: pd.Series | None) -> Path:
 
     _headless()
     return _save_figure(plot.tree(tree, values, title=tree.name), path)
+
+
+def _demo_targets(tree: Tree, revenue: float) -> None:
+    """Each team's volume targets for +20% revenue, worked backwards with rates held."""
+    from .backcasting import backcast
+
+    goal = 1.2 * revenue
+    found = backcast(tree, "revenue", goal, hold=["deal_size", "arpa"])
+    table = found.to_frame()
+    table = table[~table["held"]][["owner", "baseline", "required", "ratio"]]
+    print(f"Targets for +20% revenue ({goal:,.0f}), worked backwards; rates and prices held:")
+    print(table.to_string(float_format=lambda x: f"{x:,.4g}" if abs(x) < 1e4 else f"{x:,.0f}"))
+    print()
 
 
 def _demo_changes(fitted: Tree, history: pd.DataFrame, out: Path) -> None:

@@ -18,6 +18,9 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "Tree 'B2B company': 33 nodes (12 formulas, 6 links, 15 levers); top: revenue" in out
     assert "152,034,240.00" in out  # baseline revenue, hand-computed in test_datasets
     assert "What if win_rate +10%" in out
+    targets = out[out.index("Targets for +20% revenue (182,441,088)") :].splitlines()
+    sqls = next(line for line in targets if line.startswith("sqls ")).split()
+    assert sqls[1:] == ["Inside", "Sales", "59.4", "71.28", "1.2"]  # 59.4 SQLs today, x1.2
     fitted = next(line for line in out.splitlines() if line.startswith("win_rate__share_3plus"))
     truth, _estimate, _std_err, low, high = (float(v) for v in fitted.split()[1:])
     assert truth == 4.0 and low <= truth <= high  # the simulator's true slope, recovered
