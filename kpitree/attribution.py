@@ -102,7 +102,7 @@ def _prepare(
     target = tree.top if target is None else target
     tree.node(target)
     first, second, index = _aligned(before, after, segment)
-    model, mechanisms = _with_residuals(tree, first, second) if residuals else (tree, ())
+    model, mechanisms = _with_residuals(tree, first, second, target) if residuals else (tree, ())
     return _Change.build(model, target, first, second, index), mechanisms
 
 
@@ -114,7 +114,7 @@ def _aligned(before: State, after: State, segment: str | None) -> tuple[Inputs, 
             message = f"segments {list(missing)[:5]} are in 'after' but not in 'before'"
             raise DataError(message, column=segment, rows=list(missing)[:5], reason="missing")
         before = before.loc[after.index]
-    first, second = Inputs.from_user(_one_row(before)), Inputs.from_user(_one_row(after))
+    first, second = Inputs.from_user(before), Inputs.from_user(after)
     rows = {first.n_rows, second.n_rows} - {1}
     if len(rows) > 1:
         message = f"'before' has {first.n_rows} rows and 'after' {second.n_rows}"
@@ -123,10 +123,6 @@ def _aligned(before: State, after: State, segment: str | None) -> tuple[Inputs, 
     if first.n_rows == second.n_rows > 1 and not first.index.equals(second.index):
         index = second.index  # rows are matched by position
     return first, second, index
-
-
-def _one_row(state: State) -> State:
-    return state.iloc[0] if isinstance(state, pd.DataFrame) and len(state) == 1 else state
 
 
 def _by_segment(state: State, segment: str) -> pd.DataFrame:
@@ -138,12 +134,19 @@ def _by_segment(state: State, segment: str) -> pd.DataFrame:
     return state.set_index(segment)
 
 
-def _with_residuals(tree: Tree, first: Inputs, second: Inputs) -> tuple[Tree, tuple[str, ...]]:
-    """The tree with an input ``<node>__residual`` added to each observed fitted link."""
+def _with_residuals(
+    tree: Tree, first: Inputs, second: Inputs, target: str
+) -> tuple[Tree, tuple[str, ...]]:
+    """The tree with an input ``<node>__residual`` added to each observed fitted link
+    the target depends on."""
+    read = set(post_order((target,), tree.reads))
     fitted = [
         name
         for name in tree.links
-        if tree.node(name).formula is not None and name in first.columns and name in second.columns
+        if name in read
+        and tree.node(name).formula is not None
+        and name in first.columns
+        and name in second.columns
     ]
     model = tree
     for name in fitted:
@@ -280,6 +283,8 @@ def _lmdi(change: _Change) -> np.ndarray:
         delta = values["after"][name] - values["before"][name]
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.where(delta != 0, flow.get(name, 0.0) / delta, 0.0)
+        if name == change.target:
+            scale = np.ones(n)  # the target's own split is the answer, even for no change
         for child, part in _local_split(tree, name, values).items():
             flow[child] = flow.get(child, 0.0) + scale * part
     zeros = np.zeros(n)
@@ -321,13 +326,15 @@ def _lmdi_product(
     if not all(np.all(before[f] > 0) and np.all(after[f] > 0) for f in names):
         return None
     y0, y1 = before[name], after[name]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(y1 != y0, (y1 - y0) / (np.log(y1) - np.log(y0)), y0)
-    split: dict[str, np.ndarray] = {}
+    logs = {}
     for factor, sign in factors:
-        part = sign * mean * np.log(after[factor] / before[factor])
-        split[factor] = split.get(factor, 0.0) + part
-    return split
+        logs[factor] = logs.get(factor, 0.0) + sign * np.log(after[factor] / before[factor])
+    # the log mean L(y1, y0) = (y1 - y0) / ln(y1 / y0), and its limit (y0 + y1) / 2 when
+    # y barely moves (a difference of rounding errors would make it anything)
+    ratio = np.log(y1) - np.log(y0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(np.abs(ratio) > 1e-9, (y1 - y0) / ratio, (y0 + y1) / 2)
+    return {factor: mean * part for factor, part in logs.items()}
 
 
 # --- the result -----------------------------------------------------------------------
@@ -452,11 +459,13 @@ class Attribution(Result):
             f"{owner} (mechanism)" if kind == "mechanism" else owner
             for owner, kind in zip(self.owner_names, self.kinds, strict=True)
         ]
-        return self.wide().T.groupby(labels, sort=False).sum().T.rename_axis(columns="team")
+        grouped = self.wide().T.groupby(np.array(labels, dtype=object), sort=False).sum()
+        return grouped.T.rename_axis(columns="team")
 
     def by_source(self) -> pd.DataFrame:
         """What came from the inputs' change and what from fitted nodes leaving their links."""
-        return self.wide().T.groupby(list(self.kinds), sort=False).sum().T
+        kinds = np.array(self.kinds, dtype=object)
+        return self.wide().T.groupby(kinds, sort=False).sum().T.rename_axis(columns="source")
 
     def by_node(self) -> pd.DataFrame:
         """Per computed node, the contributions of the inputs that reach the target only
