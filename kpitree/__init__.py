@@ -17,9 +17,10 @@ from typing import Any
 
 from . import errors
 from .allocation import Allocation, allocate
-from .attribution import Attribution, Bottlenecks, attribute, bottlenecks
+from .attribution import Attribution, attribute
 from .backcasting import Backcast, backcast
 from .backtest import Backtest, backtest
+from .bottlenecks import Bottlenecks, bottlenecks
 from .errors import (
     CycleError,
     DataError,

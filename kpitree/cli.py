@@ -187,7 +187,8 @@ def _demo_targets(tree: Tree, revenue: float) -> None:
 
 def _demo_changes(fitted: Tree, history: pd.DataFrame, out: Path) -> None:
     """Why revenue moved last month (per team), and where the funnel misses the plan."""
-    from .attribution import attribute, bottlenecks
+    from .attribution import attribute
+    from .bottlenecks import bottlenecks
 
     lagged = with_lags(fitted, history)
     before, after = lagged.iloc[-2], lagged.iloc[-1]
