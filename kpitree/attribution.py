@@ -41,7 +41,7 @@ import pandas as pd
 from .errors import DataError, OptionError
 from .evaluate import Inputs, evaluate_array
 from .node import NO_OWNER
-from .results import Result
+from .results import Result, number_text
 from .shapley import GameBuilder, NoExactPathError, shapley_values
 from .syntax import Name, Product, Sum
 from .tree import Tree, post_order
@@ -486,4 +486,7 @@ class Attribution(Result):
     def title(self) -> str:
         rows = f" over {len(self.index)} rows" if len(self.index) > 1 else ""
         total = float(self.total.sum())
-        return f"Attribution of the change of {self.target!r}{rows}: {total:+,.6g}"
+        sign = "+" if total >= 0 else "-"
+        return (
+            f"Attribution of the change of {self.target!r}{rows}: {sign}{number_text(abs(total))}"
+        )

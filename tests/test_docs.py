@@ -52,6 +52,7 @@ PAGES = [
     "data-quality.md",
     "fitting.md",
     "sensitivity.md",
+    "targets-and-attribution.md",
 ]
 
 

@@ -50,18 +50,19 @@ def waterfall(
     new = ax is None
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6.0, 0.8 * (len(parts) + 2)), 4.5))
-    level = start
+    level, levels = start, [start, end]
     ax.bar(0, start, color=TOTAL)
     for i, value in enumerate(parts.to_numpy(), start=1):
         ax.bar(i, value, bottom=level, color=UP if value >= 0 else DOWN)
         ax.text(i, level + max(value, 0), format_value(value), ha="center", va="bottom", fontsize=8)
         level += value
+        levels.append(level)
     ax.bar(len(parts) + 1, end, color=TOTAL)
     tilted = len(parts) > 4
     labels = ["before", *map(str, parts.index), "after"]
     ax.set_xticks(range(len(parts) + 2), labels, rotation=30 if tilted else 0,
                   ha="right" if tilted else "center")  # fmt: skip
-    low, high = min(start, end, level), max(start, end, level)
+    low, high = min(levels), max(levels)  # the running total may dip below both ends
     span = high - low or abs(high) or 1.0
     ax.set_ylim(max(0.0, low - 0.6 * span) if low >= 0 else low - 0.2 * span, high + 0.2 * span)
     ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
