@@ -54,9 +54,6 @@ class Allocation(Result):
     def total_cost(self) -> float:
         return float(self.table["cost"].sum())
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
-
     def by_team(self) -> pd.DataFrame:
         """Per team: cost, share of the total cost and levers moved, largest cost first.
 

@@ -70,9 +70,6 @@ class Backcast(Result):
         """The required value per node."""
         return self.table["required"].copy()
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
-
     def by_team(self) -> pd.DataFrame:
         """The table indexed by (team, node): each team's targets, teams in funnel order.
 

@@ -133,9 +133,6 @@ class Bottlenecks(Result):
         """The deepest node on the walk: where the gap comes from."""
         return self.path[-1]
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
-
     def title(self) -> str:
         owner = self.table.at[self.top, "owner"]
         team = f" ({owner})" if isinstance(owner, str) else ""

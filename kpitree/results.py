@@ -37,7 +37,8 @@ class Result:
     basis: Mapping[str, Any]
 
     def to_frame(self) -> pd.DataFrame:
-        raise NotImplementedError
+        """The result's table (a copy: the result stays as it was)."""
+        return self.table.copy()  # type: ignore[attr-defined]
 
     def title(self) -> str:
         raise NotImplementedError
@@ -170,9 +171,6 @@ class Tornado(Result):
     basis: Mapping[str, Any] = field(default_factory=dict)
     _plot = "tornado"
 
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
-
     def title(self) -> str:
         return f"Tornado of {self.target!r} (at {_number(self.target_value)})"
 
@@ -187,9 +185,6 @@ class SobolIndices(Result):
     n_evaluations: int
     basis: Mapping[str, Any] = field(default_factory=dict)
     _plot = "indices"
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
 
     def title(self) -> str:
         return (
@@ -207,9 +202,6 @@ class MorrisIndices(Result):
     n_evaluations: int
     basis: Mapping[str, Any] = field(default_factory=dict)
     _plot = "indices"
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
 
     def title(self) -> str:
         return f"Morris screening of {self.target!r} ({self.n_evaluations:,} evaluations)"
@@ -263,9 +255,6 @@ class TeamRanking(Result):
     detail: Result | None = None
     basis: Mapping[str, Any] = field(default_factory=dict)
     _plot = "team_ranking"
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
 
     def title(self) -> str:
         return f"Teams ranked by their levers' impact on {self.target!r}"
