@@ -166,10 +166,15 @@ class Tree:
 
     @property
     def top(self) -> str:
-        """The single top KPI; a ``SpecError`` when the tree has several."""
-        if len(self.outputs) != 1:
-            raise SpecError(f"the tree has {len(self.outputs)} top nodes: {list(self.outputs)}")
-        return self.outputs[0]
+        """The single top KPI; a ``SpecError`` when the tree has several.
+
+        A lever nothing reads (the source of a lagged input in a fitted tree, say) is
+        not a KPI: it is not counted when a computed node is also at the top.
+        """
+        tops = [n for n in self.outputs if not self._nodes[n].is_input] or list(self.outputs)
+        if len(tops) != 1:
+            raise SpecError(f"the tree has {len(tops)} top nodes: {tops}")
+        return tops[0]
 
     @property
     def order(self) -> tuple[str, ...]:

@@ -229,3 +229,14 @@ def test_to_frame_holds_numbers_not_strings(funnel: Tree) -> None:
     assert frame.loc["deal_size", "baseline"] == 2_000_000
     assert frame.loc["sqls", "kind"] == "formula" and frame.loc["sns", "kind"] == "lever"
     assert list(frame.index) == list(funnel.nodes)
+
+
+def test_a_lever_nothing_reads_is_not_a_top_kpi() -> None:
+    company = kpitree.datasets.load_b2b()
+    fitted = kpitree.fit(company, kpitree.datasets.simulate_b2b())
+    # the fitted churn link reads nps_lag3: nps itself is read by nothing
+    assert set(fitted.outputs) == {"revenue", "nps"}
+    assert fitted.top == "revenue"
+    two = Tree.from_formulas("revenue = a * b\ncost = c * d")
+    with pytest.raises(SpecError, match="2 top nodes"):
+        _ = two.top
