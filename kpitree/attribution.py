@@ -38,7 +38,8 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, OptionError
+from .change import RESIDUAL, Change, State, evaluate_node, prepare_change
+from .errors import OptionError
 from .evaluate import Inputs, evaluate_array
 from .node import NO_OWNER
 from .results import Result, number_text
@@ -49,8 +50,6 @@ from .tree import Tree, post_order
 __all__ = ["Attribution", "attribute"]
 
 Method = Literal["shapley", "lmdi", "sequential"]
-State = Mapping[str, Any] | pd.Series | pd.DataFrame
-RESIDUAL = "__residual"  # suffix of the input holding a fitted node's departure from its link
 
 
 def attribute(
@@ -88,137 +87,10 @@ def attribute(
     return attribution_result(tree, change, contributions, stderr, method, mechanisms)
 
 
-# --- the two states -------------------------------------------------------------------
-
-
-def prepare_change(
-    tree: Tree,
-    before: State,
-    after: State,
-    target: str | None,
-    segment: str | None = None,
-    residuals: bool = True,
-) -> tuple[_Change, tuple[str, ...]]:
-    target = tree.top if target is None else target
-    tree.node(target)
-    first, second, index = _aligned(before, after, segment)
-    model, mechanisms = _with_residuals(tree, first, second, target) if residuals else (tree, ())
-    return _Change.build(model, target, first, second, index), mechanisms
-
-
-def _aligned(before: State, after: State, segment: str | None) -> tuple[Inputs, Inputs, pd.Index]:
-    if segment is not None:
-        before, after = (_by_segment(state, segment) for state in (before, after))
-        missing = after.index.difference(before.index)
-        if len(missing):
-            message = f"segments {list(missing)[:5]} are in 'after' but not in 'before'"
-            raise DataError(message, column=segment, rows=list(missing)[:5], reason="missing")
-        before = before.loc[after.index]
-    first, second = Inputs.from_user(before), Inputs.from_user(after)
-    rows = {first.n_rows, second.n_rows} - {1}
-    if len(rows) > 1:
-        message = f"'before' has {first.n_rows} rows and 'after' {second.n_rows}"
-        raise DataError(message, reason="length")
-    index = second.index if second.n_rows >= first.n_rows else first.index
-    if first.n_rows == second.n_rows > 1 and not first.index.equals(second.index):
-        index = second.index  # rows are matched by position
-    return first, second, index
-
-
-def _by_segment(state: State, segment: str) -> pd.DataFrame:
-    if not isinstance(state, pd.DataFrame) or segment not in state:
-        raise DataError(f"segment column {segment!r} is missing", column=segment, reason="missing")
-    if state[segment].duplicated().any():
-        message = f"segment column {segment!r} has duplicates: aggregate the rows first"
-        raise DataError(message, column=segment, reason="duplicates")
-    return state.set_index(segment)
-
-
-def _with_residuals(
-    tree: Tree, first: Inputs, second: Inputs, target: str
-) -> tuple[Tree, tuple[str, ...]]:
-    """The tree with an input ``<node>__residual`` added to each observed fitted link
-    the target depends on."""
-    read = set(post_order((target,), tree.reads))
-    fitted = [
-        name
-        for name in tree.links
-        if name in read
-        and tree.node(name).formula is not None
-        and name in first.columns
-        and name in second.columns
-    ]
-    model = tree
-    for name in fitted:
-        text = f"({tree.node(name).formula.text}) + {name}{RESIDUAL}"  # type: ignore[union-attr]
-        model = model.with_formula(name, text)
-        model = model.with_metadata(f"{name}{RESIDUAL}", owner=tree.owner(name))
-    return model, tuple(fitted)
-
-
-@dataclass(frozen=True)
-class _Change:
-    """Everything the methods share: inputs, players and values on both sides."""
-
-    tree: Tree
-    target: str
-    index: pd.Index
-    inputs: tuple[str, ...]
-    players: tuple[str, ...]
-    before: dict[str, np.ndarray]
-    after: dict[str, np.ndarray]
-    total: np.ndarray
-    start: np.ndarray
-
-    @classmethod
-    def build(
-        cls, tree: Tree, target: str, first: Inputs, second: Inputs, index: pd.Index
-    ) -> _Change:
-        n = len(index)
-        needed = post_order((target,), tree.reads)
-        inputs = tuple(
-            name for name in needed if name in tree.parameters or tree.node(name).is_input
-        )
-        before = {name: _values(tree, first, name, n) for name in inputs}
-        after = {name: _values(tree, second, name, n) for name in inputs}
-        _fill_residuals(tree, first, second, before, after, n)
-        players = tuple(name for name in inputs if np.any(before[name] != after[name]))
-        values = [_evaluate(tree, target, state, n) for state in (before, after)]
-        return cls(tree, target, index, inputs, players, before, after, values[1] - values[0],
-                   values[0])  # fmt: skip
-
-
-def _values(tree: Tree, state: Inputs, name: str, n: int) -> np.ndarray:
-    if name.endswith(RESIDUAL) and name not in state.columns:
-        return np.zeros(n)  # filled by _fill_residuals
-    return np.broadcast_to(np.asarray(state.values_for(tree, name), dtype=float), n).copy()
-
-
-def _fill_residuals(
-    tree: Tree,
-    first: Inputs,
-    second: Inputs,
-    before: dict[str, np.ndarray],
-    after: dict[str, np.ndarray],
-    n: int,
-) -> None:
-    """Residual = observed value of the fitted node minus what its link predicts."""
-    for name in [k for k in before if k.endswith(RESIDUAL)]:
-        node = name[: -len(RESIDUAL)]
-        for state, values in ((first, before), (second, after)):
-            predicted = _evaluate(tree, node, values, n)
-            observed = np.broadcast_to(np.asarray(state.values_for(tree, node), float), n)
-            values[name] = observed - predicted
-
-
-def _evaluate(tree: Tree, node: str, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-    return evaluate_array(tree, Inputs(dict(values), pd.RangeIndex(n)), (node,))[0]
-
-
 # --- methods --------------------------------------------------------------------------
 
 
-def _sequential(change: _Change, order: Sequence[str] | None) -> np.ndarray:
+def _sequential(change: Change, order: Sequence[str] | None) -> np.ndarray:
     players = list(change.players)
     if order is not None:
         unknown = [name for name in order if name not in change.inputs]
@@ -230,14 +102,14 @@ def _sequential(change: _Change, order: Sequence[str] | None) -> np.ndarray:
     for k, name in enumerate(players):
         states[name] = np.concatenate([np.tile(change.before[name], k + 1),
                                        np.tile(change.after[name], p - k)])  # fmt: skip
-    path = _evaluate(change.tree, change.target, states, n * (p + 1)).reshape(p + 1, n)
+    path = evaluate_node(change.tree, change.target, states, n * (p + 1)).reshape(p + 1, n)
     steps = np.diff(path, axis=0)
     position = {name: k for k, name in enumerate(players)}
     return steps[[position[name] for name in change.players]]
 
 
 def shapley_contributions(
-    change: _Change, n_permutations: int, seed: int | None
+    change: Change, n_permutations: int, seed: int | None
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
     n = len(change.index)
     builder = GameBuilder(change.tree, change.players, change.before, change.after, n)
@@ -248,7 +120,7 @@ def shapley_contributions(
 
 
 def _sampled_shapley(
-    change: _Change, n_permutations: int, seed: int | None
+    change: Change, n_permutations: int, seed: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean marginal contributions over random permutations and their reversals."""
     rng = np.random.default_rng(seed)
@@ -264,13 +136,13 @@ def _sampled_shapley(
     return draws.mean(axis=0), stderr  # type: ignore[return-value]
 
 
-def _marginals(change: _Change, permutation: np.ndarray) -> np.ndarray:
+def _marginals(change: Change, permutation: np.ndarray) -> np.ndarray:
     order = [change.players[i] for i in permutation]
     steps = _sequential(change, order)  # rows in change.players order
     return steps
 
 
-def _lmdi(change: _Change) -> np.ndarray:
+def _lmdi(change: Change) -> np.ndarray:
     """LMDI at products, differences at sums, local Shapley elsewhere; chained top-down."""
     tree, n = change.tree, len(change.index)
     nodes = [m for m in post_order((change.target,), tree.reads) if m not in change.inputs]
@@ -342,7 +214,7 @@ def _lmdi_product(
 
 def attribution_result(
     tree: Tree,
-    change: _Change,
+    change: Change,
     contributions: np.ndarray,
     stderr: np.ndarray | None,
     method: str,

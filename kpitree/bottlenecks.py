@@ -22,15 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .attribution import (
-    RESIDUAL,
-    Attribution,
-    State,
-    _Change,
-    attribution_result,
-    prepare_change,
-    shapley_contributions,
-)
+from .attribution import Attribution, attribution_result, shapley_contributions
+from .change import RESIDUAL, Change, State, prepare_change
 from .errors import OptionError
 from .evaluate import Inputs, evaluate_array
 from .results import Result
@@ -67,7 +60,7 @@ def bottlenecks(
     return Bottlenecks(target, table.iloc[order], tuple(path), change, tree, basis)
 
 
-def _gap_table(found: _Change, change: Attribution) -> pd.DataFrame:
+def _gap_table(found: Change, change: Attribution) -> pd.DataFrame:
     """Plan and actual of every node, as the model (with link residuals) computes them."""
     tree = found.tree
     nodes = [
