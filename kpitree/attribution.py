@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .change import RESIDUAL, Change, State, evaluate_node, prepare_change
+from .compile import compile_tree
 from .errors import OptionError
 from .evaluate import Inputs, evaluate_array
 from .node import NO_OWNER
@@ -151,17 +152,42 @@ def _lmdi(change: Change) -> np.ndarray:
         found = evaluate_array(tree, Inputs(dict(inputs), pd.RangeIndex(n)), tuple(nodes))
         values[side] = dict(zip(nodes, found, strict=True)) | dict(inputs)
     flow = {change.target: change.total.copy()}
+    scales: dict[str, np.ndarray] = {}  # per node: target change per unit of its change
     for name in reversed(nodes):  # parents before children
         delta = values["after"][name] - values["before"][name]
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.where(delta != 0, flow.get(name, 0.0) / delta, 0.0)
         if name == change.target:
             scale = np.ones(n)  # the target's own split is the answer, even for no change
+        elif not np.all(delta):  # unchanged here: inputs moving in offsetting directions
+            readers = [p for p in tree.parents(name) if p in scales]  # keep their parts
+            slope = sum(scales[p] * _slope(tree, p, name, values) for p in readers)
+            scale = np.where(delta != 0, scale, slope)
+        scales[name] = scale
         for child, part in _local_split(tree, name, values).items():
             flow[child] = flow.get(child, 0.0) + scale * part
     zeros = np.zeros(n)
     rows = [np.broadcast_to(flow.get(name, zeros), n) for name in change.players]
     return np.array(rows).reshape(len(rows), n)
+
+
+def _slope(
+    tree: Tree, parent: str, child: str, values: Mapping[str, Mapping[str, np.ndarray]]
+) -> np.ndarray:
+    """d parent / d child at the midpoint of the change (central difference): how an
+    unchanged node passes on the offsetting parts of its inputs."""
+    children = list(dict.fromkeys(tree.reads(parent)))
+    mid = {c: (values["before"][c] + values["after"][c]) / 2 for c in children}
+    compiled = compile_tree(tree, (parent,), fixed=frozenset(children) - set(tree.parameters))
+    step = 1e-6 * np.maximum(np.abs(mid[child]), 1.0)
+    ends = []
+    for sign in (1.0, -1.0):
+        shifted = dict(mid, **{child: mid[child] + sign * step})
+        inputs = [shifted.get(c, tree.parameters.get(c)) for c in compiled.inputs]
+        ends.append(compiled.run(inputs, len(step), check=False)[0])
+    with np.errstate(all="ignore"):
+        slope = (ends[0] - ends[1]) / (2 * step)
+    return np.where(np.isfinite(slope), slope, 0.0)  # no slope: the parts cancel anyway
 
 
 def _local_split(

@@ -757,3 +757,19 @@ def test_a_target_inside_the_tree_uses_only_its_own_inputs(funnel: Tree) -> None
     weight = log_mean(after, base)
     sql_rate = dict(zip(result.players, result.contributions[:, 0], strict=True))["sql_rate"]
     assert sql_rate == pytest.approx(weight * math.log(0.5 / 0.4), rel=1e-12)
+
+
+def test_lmdi_keeps_offsetting_inputs_of_a_node_that_does_not_change() -> None:
+    # leads do not move (sns +100, ads -100): the channels still moved revenue's mix of
+    # inputs; LMDI passes them on at d revenue / d leads = rate at the midpoint (0.105),
+    # which is also their Shapley value: 100 * (0.1 + 0.11) / 2
+    tree = Tree.from_formulas("revenue = leads * rate\nleads = sns + ads")
+    before, after = (
+        {"sns": 300.0, "ads": 200.0, "rate": 0.1},
+        {"sns": 400.0, "ads": 100.0, "rate": 0.11},
+    )
+    for method in ("lmdi", "shapley"):
+        result = kpitree.attribute(tree, before, after, method=method)
+        got = dict(zip(result.players, result.contributions[:, 0], strict=True))
+        assert got == pytest.approx({"sns": 10.5, "ads": -10.5, "rate": 5.0}, rel=1e-9)
+        assert result.contributions.sum() == pytest.approx(5.0, rel=1e-12)
