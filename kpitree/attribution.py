@@ -41,7 +41,7 @@ import pandas as pd
 from .change import RESIDUAL, Change, State, evaluate_node, prepare_change
 from .compile import compile_tree
 from .errors import OptionError
-from .evaluate import Inputs, evaluate_array
+from .evaluate import evaluate_columns
 from .node import NO_OWNER
 from .results import Result, number_text
 from .shapley import GameBuilder, NoExactPathError, shapley_values
@@ -149,7 +149,7 @@ def _lmdi(change: Change) -> np.ndarray:
     nodes = [m for m in post_order((change.target,), tree.reads) if m not in change.inputs]
     values = {}
     for side, inputs in (("before", change.before), ("after", change.after)):
-        found = evaluate_array(tree, Inputs(dict(inputs), pd.RangeIndex(n)), tuple(nodes))
+        found = evaluate_columns(tree, inputs, nodes, n)
         values[side] = dict(zip(nodes, found, strict=True)) | dict(inputs)
     flow = {change.target: change.total.copy()}
     scales: dict[str, np.ndarray] = {}  # per node: target change per unit of its change

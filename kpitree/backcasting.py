@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, OptionError, ScenarioError
-from .evaluate import Inputs, evaluate_array
+from .evaluate import Inputs, evaluate_array, evaluate_columns
 from .node import NO_OWNER
 from .results import Result, number_text
 from .roots import RTOL
@@ -266,7 +266,7 @@ def _reference(
     free inputs are scaled from, so that sums keep the mix of that state."""
     fixed = frozenset(name for name in held if not tree.node(name).is_input)
     columns = dict(state.columns) | dict(held)
-    values = evaluate_array(tree, Inputs(columns, pd.RangeIndex(n)), plan.order, fixed=fixed)
+    values = evaluate_columns(tree, columns, plan.order, n, fixed=fixed)
     return dict(zip(plan.order, values, strict=True))
 
 
@@ -330,7 +330,7 @@ def _check(
     for name in plan.order:
         if tree.node(name).is_input or name in fixed:
             columns[name] = np.asarray(required[name], dtype=float)
-    got = evaluate_array(tree, Inputs(columns, pd.RangeIndex(n)), (plan.target,), fixed=fixed)[0]
+    got = evaluate_columns(tree, columns, (plan.target,), n, fixed=fixed)[0]
     goal = required[plan.target]
     if not conflicts and not np.allclose(got, goal, rtol=RTOL, atol=0):
         message = (

@@ -25,7 +25,7 @@ import pandas as pd
 from .attribution import Attribution, attribution_result, shapley_contributions
 from .change import RESIDUAL, Change, State, prepare_change
 from .errors import OptionError
-from .evaluate import Inputs, evaluate_array
+from .evaluate import evaluate_columns
 from .results import Result
 from .tree import Tree, post_order
 
@@ -70,7 +70,7 @@ def _gap_table(found: Change, change: Attribution) -> pd.DataFrame:
     ][::-1]
     values = {}
     for side, inputs in (("plan", found.before), ("actual", found.after)):
-        computed = evaluate_array(tree, Inputs(dict(inputs), pd.RangeIndex(1)), tuple(nodes))
+        computed = evaluate_columns(tree, inputs, nodes, 1)
         values[side] = dict(zip(nodes, computed[:, 0], strict=True))
     explained = change.by_node().iloc[0].to_dict() | dict(
         zip(change.players, change.contributions[:, 0], strict=True)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .evaluate import Inputs, evaluate_array
+from .evaluate import Inputs, evaluate_columns
 from .tree import Tree, post_order
 
 __all__ = ["RESIDUAL", "Change", "State", "evaluate_node", "prepare_change"]
@@ -154,4 +154,4 @@ def _fill_residuals(
 
 
 def evaluate_node(tree: Tree, node: str, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-    return evaluate_array(tree, Inputs(dict(values), pd.RangeIndex(n)), (node,))[0]
+    return evaluate_columns(tree, values, (node,), n)[0]

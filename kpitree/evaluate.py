@@ -22,7 +22,7 @@ from .compile import CompiledTree, FaultError, NonFiniteError, compile_tree, is_
 from .errors import DataError, DataWarning, OptionError, warn
 from .tree import Tree
 
-__all__ = ["Inputs", "evaluate", "evaluate_array"]
+__all__ = ["Inputs", "evaluate", "evaluate_array", "evaluate_columns"]
 
 Errors = Literal["raise", "warn", "ignore"]
 _SHOWN_ROWS = 5
@@ -86,6 +86,20 @@ def evaluate_array(
     except FaultError:
         pass
     return _explain(tree, compiled, values, frame, errors)
+
+
+def evaluate_columns(
+    tree: Tree,
+    columns: Mapping[str, Any],
+    outputs: Sequence[str],
+    n_rows: int,
+    *,
+    fixed: frozenset[str] = frozenset(),
+) -> np.ndarray:
+    """:func:`evaluate_array` on named columns (floats, or arrays of ``n_rows``): the
+    ``(outputs, rows)`` array the analyses build their states with."""
+    inputs = Inputs(dict(columns), pd.RangeIndex(n_rows))
+    return evaluate_array(tree, inputs, tuple(outputs), fixed=fixed)
 
 
 @dataclass(frozen=True)

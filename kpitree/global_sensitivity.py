@@ -36,7 +36,7 @@ from tqdm import tqdm  # text bars: no ipywidgets needed in notebooks
 
 from .compile import CompiledTree, FaultError, compile_tree
 from .errors import OptionError
-from .evaluate import Inputs, evaluate_array
+from .evaluate import Inputs, evaluate_array, evaluate_columns
 from .node import NO_OWNER
 from .ranges import RangeSpec, lever_ranges, marginals
 from .results import MorrisIndices, SobolIndices
@@ -137,7 +137,7 @@ def morris(
         problem["groups"] = [unit_of[name] for name in names]
     design = sample.sample(problem, n, num_levels=num_levels, seed=seed)
     columns = dict(state.columns) | {name: design[:, j] for j, name in enumerate(names)}
-    output = evaluate_array(tree, Inputs(columns, pd.RangeIndex(len(design))), (target,))[0]
+    output = evaluate_columns(tree, columns, (target,), len(design))[0]
     found = analyze.analyze(
         problem,
         design,

@@ -33,7 +33,7 @@ import pandas as pd
 
 from .compile import FaultError
 from .errors import DataError, OptionError
-from .evaluate import Inputs, evaluate_array
+from .evaluate import Inputs, evaluate_array, evaluate_columns
 from .gradient import check_faults, compile_gradient
 from .ranges import RangeSpec, lever_ranges, marginals
 from .results import Elasticities, MonteCarlo, Tornado
@@ -143,7 +143,7 @@ def monte_carlo(
         message = "nothing varies: give ranges or distributions, or a fitted tree with params=True"
         raise OptionError(message, option="ranges")
     given = dict(state.columns) | columns
-    result = evaluate_array(tree, Inputs(given, pd.RangeIndex(n)), (target,))[0]
+    result = evaluate_columns(tree, given, (target,), n)[0]
     samples = pd.DataFrame({target: result} | columns)
     basis = {
         "levers": ", ".join(c for c in columns if c not in tree.parameters) or "fixed",

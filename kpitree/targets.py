@@ -24,7 +24,7 @@ import sympy
 
 from .compile import compile_tree
 from .errors import OptionError, ScenarioError
-from .evaluate import Inputs, evaluate_array
+from .evaluate import Inputs, evaluate_array, evaluate_columns
 from .results import Result, number_text
 from .roots import RTOL, NoRootError, root_near
 from .sensitivity import State, one_state
@@ -258,8 +258,8 @@ def _numeric_root(
 
 def _evaluate_at(tree: Tree, state: Inputs, target: str, values: Mapping[str, Any]) -> float:
     fixed = frozenset(n for n in values if not tree.node(n).is_input)
-    frame = Inputs(dict(state.columns) | dict(values), pd.RangeIndex(1))
-    return float(evaluate_array(tree, frame, (target,), fixed=fixed)[0, 0])
+    columns = dict(state.columns) | dict(values)
+    return float(evaluate_columns(tree, columns, (target,), 1, fixed=fixed)[0, 0])
 
 
 def _finite(value: Any, option: str) -> float:

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import OptionError
-from .evaluate import Inputs, evaluate_array
+from .evaluate import Inputs, evaluate_array, evaluate_columns
 from .global_sensitivity import sobol
 from .node import NO_OWNER
 from .ranges import RangeSpec, lever_ranges
@@ -182,7 +182,7 @@ def _evaluate(
         for name in draws:
             estimate = np.array([tree.parameters[name]])
             columns[name] = np.repeat(np.concatenate([estimate, draws[name].to_numpy()]), rows)
-    result = evaluate_array(tree, Inputs(columns, pd.RangeIndex(sets * rows)), (target,))
+    result = evaluate_columns(tree, columns, (target,), sets * rows)
     return result[0].reshape(sets, rows)
 
 
